@@ -23,4 +23,4 @@ __all__ = [
     "register",
 ]
 
-from empg.envs import builtins as _builtins  # noqa: E402,F401  (registers the built-ins)
+from empg.envs import builtins as _builtins  # noqa: F401  (registers the built-ins)

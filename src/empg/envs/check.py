@@ -61,7 +61,7 @@ def _pick_action(env: TextEnv, info: dict, rng: random.Random, policy: str) -> s
         except NotImplementedError:
             pass
     adm = info.get("admissible_actions") or []
-    return rng.choice(adm) if adm else rng.choice(HOSTILE_ACTIONS[:2] + ("look",))
+    return rng.choice(adm) if adm else rng.choice((*HOSTILE_ACTIONS[:2], "look"))
 
 
 def _rollout(env: TextEnv, seed: int, policy: str, max_steps: int) -> list[tuple]:
