@@ -86,6 +86,8 @@ def _masked_mean_by_group(
     v = torch.where(mask, values.to(torch.float64), torch.zeros((), dtype=torch.float64))
     sums = torch.zeros(n_groups, dtype=torch.float64, device=values.device)
     cnts = torch.zeros(n_groups, dtype=torch.float64, device=values.device)
+    if n_groups == 0:
+        return sums, cnts
     g = torch.where(mask, group, torch.zeros_like(group))
     sums.index_add_(0, g.reshape(-1), v.reshape(-1))
     cnts.index_add_(0, g.reshape(-1), mask.reshape(-1).to(torch.float64))
