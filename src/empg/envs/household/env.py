@@ -1,0 +1,95 @@
+"""``HouseholdEnv``: an ALFWorld-style household benchmark that runs offline in pure Python.
+
+    env = HouseholdEnv(split="valid_unseen", max_steps=50)
+    obs, info = env.reset(seed=7)              # task 7 of valid_unseen, always the same
+    obs, reward, terminated, truncated, info = env.step("go to cabinet 1")
+
+Reward is 1.0 on the step that completes the task (then ``terminated`` and ``info["won"]``),
+0.0 otherwise; episodes never end in failure early, they are truncated at ``max_steps``.
+``info`` carries ``won``, ``task`` (the instruction sentence), ``task_type`` (ALFWorld's name),
+``admissible_actions`` (sorted), ``room_type`` and ``split``. ``env.scene`` is the immutable
+initial :class:`~empg.envs.household.scene.Scene` of the current task.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from empg.envs.core import TextEnv
+from empg.envs.household import text
+from empg.envs.household.catalog import TASK_TYPES
+from empg.envs.household.engine import HouseholdState
+from empg.envs.household.expert import expert_step
+from empg.envs.household.scene import Scene, check_split, generate_scene
+
+
+class HouseholdEnv(TextEnv):
+    """Procedurally generated ALFWorld-like household tasks (six task types, three splits)."""
+
+    name = "household"
+
+    def __init__(self, split: str = "train", max_steps: int = 50) -> None:
+        super().__init__()
+        self.split = check_split(split)
+        if not isinstance(max_steps, int) or isinstance(max_steps, bool) or max_steps < 1:
+            raise ValueError(f"max_steps must be a positive int, got {max_steps!r}")
+        self.max_steps = max_steps
+        self._scene: Scene | None = None
+        self._state: HouseholdState | None = None
+        self._next_seed = 0
+        self._won = False
+
+    @property
+    def scene(self) -> Scene:
+        """The initial scene of the current task (raises before the first ``reset``)."""
+        if self._scene is None:
+            raise RuntimeError("HouseholdEnv.scene is set by reset(); call reset() first")
+        return self._scene
+
+    @property
+    def state(self) -> HouseholdState:
+        """The live episode state (positions, open/closed, held object, object states)."""
+        if self._state is None:
+            raise RuntimeError("HouseholdEnv.state is set by reset(); call reset() first")
+        return self._state
+
+    def _reset(self, *, seed: int | None, options: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+        unknown = sorted(set(options) - {"task_type"})
+        if unknown:
+            raise ValueError(f"unknown reset option(s) {unknown}; the only option is 'task_type'")
+        task_type = options.get("task_type")
+        if task_type is not None and task_type not in TASK_TYPES:
+            raise ValueError(
+                f"options['task_type'] must be one of {', '.join(TASK_TYPES)}; got {task_type!r}"
+            )
+        if seed is None:  # no seed: walk through the split's tasks in order
+            seed = self._next_seed
+        self._next_seed = seed + 1
+        self._scene = generate_scene(self.split, seed, task_type)
+        self._state = HouseholdState(self._scene)
+        self._won = False
+        overview = text.room_overview([r.id for r in self._scene.receptacles])
+        return text.welcome(overview, self._scene.task.instruction), self._info()
+
+    def _step(self, action: str) -> tuple[str, float, bool, dict[str, Any]]:
+        state = self.state
+        obs = state.apply(action)
+        self._won = state.goal_met()
+        return obs, (1.0 if self._won else 0.0), self._won, self._info()
+
+    def _info(self) -> dict[str, Any]:
+        scene = self.scene
+        return {
+            "won": self._won,
+            "task": scene.task.instruction,
+            "task_type": scene.task.type,
+            "admissible_actions": self.state.admissible(),
+            "room_type": scene.room_type,
+            "split": scene.split,
+        }
+
+    def expert_action(self) -> str:
+        return expert_step(self.state)[0]
+
+    def expert_thought(self) -> str:
+        return expert_step(self.state)[1]
