@@ -169,6 +169,10 @@ class SearchEnv(TextEnv):
         return self._search(arg)
 
     def _answer(self, text: str) -> tuple[str, float, bool, dict[str, Any]]:
+        if not text or len(text) > MAX_QUERY_CHARS:
+            why = "empty" if not text else f"longer than {MAX_QUERY_CHARS} characters"
+            obs = f"Invalid answer: the answer is {why}. Use answer[<your final answer>]."
+            return obs, 0.0, False, self._info(won=False, f1=0.0, action_type="invalid")
         em = exact_match(text, self._q.answers)
         f1 = f1_score(text, self._q.answers)
         verdict = "correct" if em else f"incorrect; the expected answer was {self._q.answers[0]}"
