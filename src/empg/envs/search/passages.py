@@ -29,6 +29,12 @@ class Passage:
         return f"{self.title}\n{self.text}"
 
 
+def _a(word: object) -> str:
+    """``word`` with its indefinite article ("an aviation", "a jazz")."""
+    w = str(word)
+    return f"{'an' if w[:1] in 'aeiou' else 'a'} {w}"
+
+
 def _fmt_int(n: int | str) -> str:
     return f"{int(n):,}"
 
@@ -60,12 +66,11 @@ def _sentences(kb: KnowledgeBase, ent: Entity, rng: random.Random) -> list[str]:
         ]
     if ent.kind == "person":
         city, occ, born = name_of("born_in"), a["occupation"], a["birth_year"]
-        article = "an" if str(occ)[0] in "aeiou" else "a"
         return [
             rng.choice(
                 (
-                    f"{n} (born {born}) is {article} {occ} who was born in {city}.",
-                    f"{n} is {article} {occ}, born in {city} in {born}.",
+                    f"{n} (born {born}) is {_a(occ)} who was born in {city}.",
+                    f"{n} is {_a(occ)}, born in {city} in {born}.",
                 )
             )
         ]
@@ -75,20 +80,20 @@ def _sentences(kb: KnowledgeBase, ent: Entity, rng: random.Random) -> list[str]:
             rng.choice(
                 (
                     f"{n} is a {year} {genre} film directed by {director}.",
-                    f"{n} is a {genre} film released in {year}. It was directed by {director}.",
+                    f"{n} is {_a(genre)} film released in {year}. It was directed by {director}.",
                 )
             )
         ]
     if ent.kind == "company":
         founder, hq = name_of("founded_by"), name_of("headquartered_in")
         return [
-            f"{n} is a {a['industry']} company founded by {founder} in {a['founded_year']}.",
+            f"{n} is {_a(a['industry'])} company founded by {founder} in {a['founded_year']}.",
             rng.choice((f"It is headquartered in {hq}.", f"Its head office is in {hq}.")),
         ]
     if ent.kind == "band":
         singer, city = name_of("lead_singer"), name_of("formed_in")
         return [
-            f"{n} are a {a['style']} band formed in {city} in {a['founded_year']}.",
+            f"{n} are {_a(a['style'])} band formed in {city} in {a['founded_year']}.",
             rng.choice((f"The band's lead singer is {singer}.", f"{singer} sings lead vocals.")),
         ]
     if ent.kind == "river":
