@@ -1,0 +1,195 @@
+"""TextWorldEnv on real TextWorld games generated offline (needs empg[textworld])."""
+
+from __future__ import annotations
+
+import os
+import shutil
+
+import pytest
+
+pytest.importorskip(
+    "textworld", reason="TextWorld adapter tests need: pip install 'empg[textworld]'"
+)
+
+from empg.envs import check_env, make
+from empg.envs.textworld import (
+    TextWorldEnv,
+    clean_observation,
+    generate_game,
+    sanitize_command,
+)
+from empg.errors import ConfigError, InputError
+
+COOKING = {"recipe": 1, "take": 1, "go": 1}
+
+
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory):
+    """Games for seeds 0 and 1, generated once for the module (about 5 s each)."""
+    d = tmp_path_factory.mktemp("twcache")
+    for seed in (0, 1):
+        generate_game("tw-cooking", seed, d, **COOKING)
+    return d
+
+
+def _env(cache, **kw) -> TextWorldEnv:
+    return TextWorldEnv(challenge="tw-cooking", settings=COOKING, cache_dir=cache, **kw)
+
+
+def _play_expert(env: TextWorldEnv, seed: int):
+    _obs, info = env.reset(seed=seed)
+    rewards, actions = [], []
+    while True:
+        a = env.expert_action()
+        assert a in info["admissible_actions"], (a, info["admissible_actions"])
+        res = env.step(a)
+        actions.append(a)
+        rewards.append(res.reward)
+        info = res.info
+        if res.terminated or res.truncated:
+            return res, rewards, actions
+
+
+def test_generation_is_reproducible_and_cached(cache, tmp_path):
+    game = generate_game("tw-cooking", 0, cache, **COOKING)
+    assert game == cache / "tw-cooking-go1+recipe1+take1-seed0.z8"
+    mtime = game.stat().st_mtime_ns
+    assert generate_game("tw-cooking", 0, cache, **COOKING).stat().st_mtime_ns == mtime
+    again = generate_game("tw-cooking", 0, tmp_path, **COOKING)  # fresh generation elsewhere
+    assert again.read_bytes() == game.read_bytes()
+    assert again.with_suffix(".json").read_bytes() == game.with_suffix(".json").read_bytes()
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".gen-")]
+
+
+def test_expert_wins_every_seed_with_win_reward(cache):
+    env = _env(cache)
+    for seed in (0, 1):
+        res, rewards, _ = _play_expert(env, seed)
+        assert res.terminated and not res.truncated and res.info["won"] is True
+        assert rewards[-1] == 1.0 and sum(rewards) == 1.0
+        assert res.info["task_type"] == "tw-cooking"
+        assert res.info["game"] == f"tw-cooking-go1+recipe1+take1-seed{seed}.z8"
+
+
+def test_score_reward_sums_to_max_score(cache):
+    env = _env(cache, reward="score")
+    res, rewards, _ = _play_expert(env, 0)
+    assert res.info["won"] is True
+    assert sum(rewards) == res.info["max_score"] == res.info["score"] > 0
+    assert all(r in (0.0, 1.0) for r in rewards)
+
+
+def test_reset_info_and_observation(cache):
+    env = _env(cache)
+    obs, info = env.reset(seed=0)
+    assert obs.startswith("You are hungry!")  # the title banner is stripped
+    assert "-= Kitchen =-" in obs
+    assert info["won"] is False and info["lost"] is False
+    assert info["task"].startswith("You are hungry!")
+    assert info["admissible_actions"] and "look" in info["admissible_actions"]
+    assert info["admissible_actions"] == sorted(info["admissible_actions"])
+    assert info["score"] == 0 and info["max_score"] >= 1
+    assert env.expert_action() in info["admissible_actions"]
+    assert env.expert_thought().startswith("The shortest plan to finish the task starts with")
+
+
+def test_expert_recovers_after_a_detour(cache):
+    env = _env(cache)
+    env.reset(seed=1)
+    env.step("inventory")
+    env.step("examine cookbook")
+    res, rewards, _ = _play_expert_from_here(env)
+    assert res.info["won"] is True and sum(rewards) == 1.0
+
+
+def _play_expert_from_here(env):
+    rewards = []
+    while True:
+        res = env.step(env.expert_action())
+        rewards.append(res.reward)
+        if res.terminated or res.truncated:
+            return res, rewards, None
+
+
+def test_seeds_give_different_games_and_same_seed_same_game(cache):
+    env = _env(cache)
+    a0 = env.reset(seed=0)
+    a1 = env.reset(seed=1)
+    b0 = env.reset(seed=0)
+    assert a0 == b0 and a0[0] != a1[0]
+
+
+def test_check_env_passes(cache):
+    check_env(_env(cache, max_steps=20))
+
+
+def test_invalid_and_hostile_actions(cache):
+    env = _env(cache)
+    env.reset(seed=0)
+    assert env.step("").observation == "I beg your pardon?"
+    assert env.step("dance wildly").observation == "That's not a verb I recognise."
+    res = env.step("\udcff\x00 look")  # would crash the Z-machine's encoder unsanitised
+    assert "-= Kitchen =-" in res.observation
+
+
+def test_truncation_at_max_steps(cache):
+    env = _env(cache, max_steps=2)
+    env.reset(seed=0)
+    assert not env.step("look").truncated
+    res = env.step("look")
+    assert res.truncated and not res.terminated
+
+
+def test_game_path_folder_and_registry(cache, tmp_path):
+    folder = tmp_path / "games"
+    folder.mkdir()
+    for seed in (0, 1):
+        for suffix in (".z8", ".json"):
+            name = f"tw-cooking-go1+recipe1+take1-seed{seed}{suffix}"
+            shutil.copy(cache / name, folder / name)
+    env = make("textworld", game_path=str(folder))
+    _obs0, info0 = env.reset(seed=0)
+    assert info0["task_type"] == "custom" and info0["game"].endswith("seed0.z8")
+    assert env.reset(seed=1)[1]["game"].endswith("seed1.z8")
+    assert env.reset(seed=2)[1]["game"].endswith("seed0.z8")  # wraps around
+    single = TextWorldEnv(game_path=folder / "tw-cooking-go1+recipe1+take1-seed1.z8")
+    assert single.reset(seed=5)[1]["game"].endswith("seed1.z8")
+    env.close()
+    env.close()  # twice is fine
+
+
+def test_configuration_errors(cache, tmp_path):
+    with pytest.raises(ConfigError, match="exactly one of game_path"):
+        TextWorldEnv()
+    with pytest.raises(ConfigError, match="exactly one of game_path"):
+        TextWorldEnv(game_path="x.z8", challenge="tw-cooking")
+    with pytest.raises(ConfigError, match="unknown TextWorld challenge 'tw-cookin'"):
+        TextWorldEnv(challenge="tw-cookin")
+    with pytest.raises(ConfigError, match="reward must be one of"):
+        _env(cache, reward="dense")
+    with pytest.raises(InputError, match="does not exist"):
+        TextWorldEnv(game_path=tmp_path / "missing.z8")
+    with pytest.raises(InputError, match="no TextWorld game"):
+        TextWorldEnv(game_path=tmp_path)
+    with pytest.raises(ConfigError, match="tw-make failed"):
+        generate_game("tw-cooking", 0, tmp_path, go=5)  # go must be 1, 6, 9 or 12
+    with pytest.raises(InputError, match="seed must be a non-negative int"):
+        generate_game("tw-cooking", -1, tmp_path)
+
+
+def test_sanitize_and_clean_helpers():
+    assert sanitize_command("  take\tapple\n\nnow ") == "take apple now"
+    assert sanitize_command("\udcff\x00\u202e\U0001f600 go") == "go"
+    assert sanitize_command("x" * 500) == "x" * 190
+    assert clean_observation("\n  ___ \n |$$|\n\nHello\nWorld  \n") == "Hello\nWorld"
+
+
+def test_default_cache_dir_respects_env(monkeypatch, tmp_path):
+    from empg.envs.textworld import default_cache_dir
+
+    monkeypatch.setenv("EMPG_CACHE", str(tmp_path))
+    assert default_cache_dir() == tmp_path / "textworld"
+    monkeypatch.delenv("EMPG_CACHE")
+    assert str(default_cache_dir()) == os.path.join(
+        os.path.expanduser("~"), ".cache", "empg", "textworld"
+    )
