@@ -425,13 +425,17 @@ def test_bad_jsonl_lines_name_the_line(tmp_path):
 
 
 class _FaultyHandler(BaseHTTPRequestHandler):
-    """A retrieval server gone wrong: HTTP 500, non-JSON, or JSON of the wrong shape."""
+    """A retrieval server gone wrong: HTTP 500, non-JSON, JSON of the wrong shape, non-HTTP."""
 
     def log_message(self, *args):
         pass
 
     def do_POST(self):
         self.rfile.read(int(self.headers.get("Content-Length", "0")))
+        if self.path == "/raw":  # not even an HTTP status line
+            self.wfile.write(b"garbage\r\n\r\n")
+            self.close_connection = True
+            return
         status, body = {
             "/500": (500, b'{"error": "boom"}'),
             "/garbage": (200, b"\x00\xffnot json at all"),
@@ -461,6 +465,7 @@ def faulty_url():
         ("/garbage", "Search failed: malformed JSON"),
         ("/shape", "Search failed: unexpected response shape"),
         ("/doc", "Search failed: unexpected document"),
+        ("/raw", "Search failed: BadStatusLine"),
     ],
 )
 def test_server_errors_become_observations(faulty_url, path, message):

@@ -14,6 +14,7 @@ Without ``return_scores`` each inner list holds the ``document`` objects alone.
 from __future__ import annotations
 
 import functools
+import http.client
 import json
 import re
 import socket
@@ -155,7 +156,7 @@ class HttpRetriever:
             if isinstance(reason, (TimeoutError, socket.timeout)):
                 raise RetrievalError(f"timeout after {self.timeout_s:g} s") from None
             raise RetrievalError(f"cannot reach {self.url} ({reason})") from None
-        except (OSError, ValueError) as exc:  # connection reset, bad status line, ...
+        except (OSError, ValueError, http.client.HTTPException) as exc:  # reset, bad status, ...
             raise RetrievalError(f"{type(exc).__name__} talking to {self.url} ({exc})") from None
         if len(raw) > self.max_response_bytes:
             raise RetrievalError(f"response larger than {self.max_response_bytes} bytes")
