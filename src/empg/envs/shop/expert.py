@@ -76,7 +76,10 @@ class Expert:
             if pick is not None:
                 asin = self.catalog.products[pick].asin.lower()
                 return f"click[{asin}]", "This result matches what I need; I open it."
-            if state.page + 1 < state.n_pages and steps_left > 6:
+            # page on only while a fresh search (back, search, open, options, buy) still fits
+            # afterwards; once the exact-name search is spent, page on while a purchase fits
+            reserve = (4 if n_searches < 2 else 2) + len(goal.options)
+            if state.page + 1 < state.n_pages and steps_left - 1 >= reserve:
                 return f"click[{pg.NEXT}]", "Nothing fitting here; I look at the next page."
             return f"click[{pg.BACK}]", "These results do not fit; I search again."
         # item page

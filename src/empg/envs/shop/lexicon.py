@@ -39,7 +39,7 @@ class Category:
 
 COLORS_A = ("red", "pink", "nude", "coral", "berry", "plum", "mauve")
 COLORS_B = ("black", "white", "navy", "green", "pink", "grey", "beige")
-COLORS_C = ("black", "white", "blue", "silver", "purple", "teal")
+COLORS_C = ("black", "white", "navy", "silver", "purple", "teal")
 APPAREL_SIZES = ("x-small", "small", "medium", "large", "x-large", "xx-large")
 SHOE_SIZES = ("6", "7", "8", "9", "10", "11", "12")
 LIQUID_SIZES = ("1 fl oz", "3.4 fl oz", "8 fl oz", "16 fl oz", "32 fl oz")
@@ -511,7 +511,7 @@ GROCERY = Category(
                 "gluten free",
             ),
             (
-                ("flavor", ("teriyaki", "original", "peppered", "sweet and spicy")),
+                ("flavor", ("teriyaki", "original", "hickory", "sweet and spicy")),
                 ("size", ("3 ounce", "10 ounce", "1 pound")),
             ),
             (6.0, 34.0),
@@ -636,5 +636,5 @@ GENERIC_BULLETS = (
     "SATISFACTION PROMISE: contact us with any question and we will help",
     "QUALITY CHECKED: every unit is inspected before it leaves the warehouse",
     "EASY CARE: simple to keep in great condition",
-    "WHAT YOU GET: the item as pictured and a quick start card",
+    "WHAT YOU GET: the item as shown and a quick start card",
 )
