@@ -126,3 +126,27 @@ def test_bad_inputs():
         empg.grpo_advantages(torch.ones(3, dtype=torch.long), z)
     with pytest.raises(InputError, match="eps must be >= 0"):
         empg.grpo_advantages(torch.ones(3), z, eps=-1.0)
+
+
+@pytest.mark.parametrize("name", ["grpo", "dr_grpo", "rloo"])
+def test_step_table_counts_each_trajectory_once(name):
+    # trajectories 10 (3 steps, R=1), 11 (1 step, R=0), 12 (2 steps, R=0) in group 0
+    traj = torch.tensor([12, 10, 11, 10, 12, 10])
+    rewards = torch.tensor([0.0, 1.0, 0.0, 1.0, 0.0, 1.0])
+    groups = torch.zeros(6, dtype=torch.long)
+    got = empg.step_outcome_advantages(name, rewards, groups, traj)
+    per_traj = empg.compute_outcome_advantages(
+        name, torch.tensor([1.0, 0.0, 0.0]), torch.zeros(3, dtype=torch.long)
+    )
+    expected = per_traj[torch.tensor([2, 0, 1, 0, 2, 0])]
+    torch.testing.assert_close(got, expected)
+
+
+def test_step_table_inconsistent_rows():
+    traj = torch.tensor([0, 0, 1])
+    with pytest.raises(InputError, match="rewards differs between steps of trajectory 0"):
+        empg.step_outcome_advantages(
+            "grpo", torch.tensor([1.0, 0.0, 0.0]), torch.zeros(3, dtype=torch.long), traj
+        )
+    with pytest.raises(InputError, match="group_id differs"):
+        empg.step_outcome_advantages("grpo", torch.ones(3), torch.tensor([0, 1, 1]), traj)

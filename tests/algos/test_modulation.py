@@ -347,3 +347,28 @@ def test_property_affine_entropy_invariance(rows, shift, mult):
     base = run(rows)
     moved = run([(t, s, h * mult + shift + 3, a) for t, s, h, a in rows])
     torch.testing.assert_close(moved, base, atol=1e-4, rtol=1e-4)
+
+
+@pytest.mark.parametrize("seed", range(10))
+def test_sparse_and_dense_ids_agree(seed):
+    # dense ids use the O(S) direct-address path, huge sparse ids the sort path
+    g = torch.Generator().manual_seed(seed)
+    n = 60
+    traj = torch.randint(0, 8, (n,), generator=g)
+    step = torch.randint(0, 12, (n,), generator=g)
+    keep = torch.unique(traj * 100 + step, return_inverse=True)[1]
+    first = torch.zeros(int(keep.max()) + 1, dtype=torch.long).scatter_(
+        0, keep.flip(0), torch.arange(n).flip(0)
+    )
+    traj, step = traj[first], step[first]  # unique (traj, step) pairs
+    h, a = torch.rand(traj.numel(), generator=g), torch.randn(traj.numel(), generator=g)
+    dense = empg.modulate_advantages(h, a, traj, step)
+    sparse = empg.modulate_advantages(h, a, traj * 10**12 - 7, step)
+    torch.testing.assert_close(dense, sparse)
+    nxt = empg.next_step_position(traj * 10**12, step).tolist()
+    pairs = {(int(t), int(s)): i for i, (t, s) in enumerate(zip(traj, step, strict=True))}
+    expected = [pairs.get((int(t), int(s) + 1), -1) for t, s in zip(traj, step, strict=True)]
+    assert nxt == expected
+    assert empg.next_step_position(traj, step).tolist() == expected
+    with pytest.raises(InputError, match="duplicate"):
+        empg.next_step_position(torch.cat([traj, traj[:1]]) * 10**12, torch.cat([step, step[:1]]))

@@ -9,6 +9,7 @@ from empg.algos.advantages import (
     grpo_advantages,
     register_advantage_estimator,
     rloo_advantages,
+    step_outcome_advantages,
 )
 from empg.algos.dapo import (
     PRESETS,
@@ -33,8 +34,10 @@ from empg.algos.modulation import (
     next_step_position,
 )
 from empg.algos.steps import (
+    StepIndex,
     StepSegments,
     check_step_ids,
+    index_steps,
     segment_steps,
     step_entropy_from_rows,
     step_entropy_from_sequences,
@@ -48,6 +51,7 @@ __all__ = [
     "PRESETS",
     "AlgoPreset",
     "PolicyLossOutput",
+    "StepIndex",
     "StepSegments",
     "aggregate_loss",
     "check_step_ids",
@@ -58,6 +62,7 @@ __all__ = [
     "get_preset",
     "group_stats",
     "grpo_advantages",
+    "index_steps",
     "kl_penalty",
     "lm_head_logprobs_and_entropy",
     "modulate_advantages",
@@ -70,5 +75,6 @@ __all__ = [
     "segment_steps",
     "step_entropy_from_rows",
     "step_entropy_from_sequences",
+    "step_outcome_advantages",
     "token_logprobs_and_entropy",
 ]

@@ -121,3 +121,53 @@ def rloo_advantages(rewards: torch.Tensor, group_id: torch.Tensor, *, eps: float
     n = size.to(torch.float64)
     adv = torch.where(size > 1, (r - mean) * n / (n - 1).clamp_min(1), r)
     return torch.where(equal, torch.zeros_like(adv), adv).to(torch.float32)
+
+
+def step_outcome_advantages(
+    name: str,
+    rewards: torch.Tensor,
+    group_id: torch.Tensor,
+    traj_id: torch.Tensor,
+    *,
+    eps: float = 1e-6,
+) -> torch.Tensor:
+    """Outcome advantages for a step table (one row per step, the verl-agent layout).
+
+    Every row carries its trajectory's outcome reward and group; each trajectory counts once in
+    the group statistics however many steps it has, and every step gets its trajectory's
+    advantage.
+
+    Args:
+        name: registered estimator (``grpo``, ``dr_grpo``, ``rloo``, ...).
+        rewards: ``(S,)`` float, the trajectory's outcome reward, repeated on each of its steps.
+        group_id: ``(S,)`` integer group of the trajectory.
+        traj_id: ``(S,)`` integer trajectory id.
+
+    Returns:
+        ``(S,)`` float32 per-step advantages. Rows of one trajectory that disagree on reward or
+        group raise :class:`~empg.errors.InputError`.
+    """
+    fn = get_advantage_estimator(name)
+    for nm, x in (("rewards", rewards), ("group_id", group_id), ("traj_id", traj_id)):
+        check_ndim(nm, as_tensor(nm, x), 1, "(S,)")
+    check_integer("traj_id", traj_id)
+    if not (rewards.numel() == group_id.numel() == traj_id.numel()):
+        raise InputError(
+            f"rewards, group_id and traj_id must have one entry per step, got "
+            f"{rewards.numel()}, {group_id.numel()}, {traj_id.numel()}"
+        )
+    check_nonempty("rewards", rewards)
+    _, inv = torch.unique(traj_id, return_inverse=True)  # (S,) dense trajectory index
+    first = torch.empty(int(inv.max()) + 1, dtype=torch.long, device=inv.device)
+    first[inv] = torch.arange(inv.numel(), device=inv.device)  # some row of each trajectory
+    traj_r, traj_g = rewards[first], group_id[first]
+    for nm, per_step, per_traj in (("rewards", rewards, traj_r), ("group_id", group_id, traj_g)):
+        differ = per_step != per_traj[inv]
+        if bool(differ.any()):
+            j = int(differ.nonzero()[0, 0])
+            raise InputError(
+                f"{nm} differs between steps of trajectory {int(traj_id[j])}: "
+                f"{per_step[j].item()} vs {per_traj[inv[j]].item()}; every step row of a "
+                "trajectory must carry the same outcome reward and group"
+            )
+    return fn(traj_r, traj_g, eps=eps)[inv]

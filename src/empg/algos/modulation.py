@@ -49,17 +49,7 @@ def _check_knobs(k, k_future, zeta, scale, bonus, final_norm, eps) -> tuple[floa
 
 def next_step_position(traj_id: torch.Tensor, step_index: torch.Tensor) -> torch.Tensor:
     """``(S,)`` long: position of row ``(traj_id, step_index + 1)``, or -1 if absent."""
-    _, dense = torch.unique(traj_id.long(), return_inverse=True)
-    step = step_index.long()
-    span = int(step.max()) + 2
-    if span > (1 << 62) // max(1, int(dense.max()) + 1):
-        raise InputError("step_index values are too large to index (max step_index too big)")
-    key = dense * span + step  # unique per (traj, step)
-    order = torch.argsort(key)
-    sorted_key = key[order]
-    pos = torch.searchsorted(sorted_key, key + 1).clamp_max(key.numel() - 1)
-    found = sorted_key[pos] == key + 1
-    return torch.where(found, order[pos], torch.full_like(pos, -1))
+    return check_step_ids(traj_id, step_index, traj_id.numel()).next_pos
 
 
 def modulate_advantages(
@@ -102,22 +92,24 @@ def modulate_advantages(
     for name, x in (("step_entropy", step_entropy), ("step_advantage", step_advantage)):
         check_float(name, x)
         check_finite(name, x)
-    check_step_ids(traj_id, step_index, step_entropy.numel())
+    steps = check_step_ids(traj_id, step_index, step_entropy.numel())
 
     h = step_entropy.to(torch.float64)
     a = step_advantage.to(torch.float64)
-    hn = (h - h.min()) / (h.max() - h.min() + eps)  # (S,) in [0, 1)
+    h_min, h_max = torch.aminmax(h)
+    hn = (h - h_min) / (h_max - h_min + eps)  # (S,) in [0, 1)
     if scale:
         w = torch.exp(-k * hn)
-        g = w / w.mean()
+        w_mean = w.mean()
+        out = w.mul_(a).div_(w_mean)  # g * A with g = w / mean(w)
     else:
-        g = torch.ones_like(hn)
-    out = g * a
+        out = a.clone()
     if bonus:
-        nxt = next_step_position(traj_id, step_index)
+        nxt = steps.next_pos
         has = nxt >= 0
-        f = torch.where(has, torch.exp(-k_future * hn[nxt.clamp_min(0)]), torch.zeros_like(hn))
-        out = out + zeta * f
+        # f lives on the rows that have a successor; every other row gets no bonus
+        f = torch.exp(hn[nxt[has]].mul_(-k_future)).mul_(zeta)
+        out[has] += f
     if final_norm != "none":
         out = out - out.mean()
         if final_norm == "mean_std":

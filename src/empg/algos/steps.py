@@ -156,22 +156,75 @@ def step_entropy_from_sequences(
     return (sums / cnts.clamp_min(1)).to(torch.float32), seg
 
 
-def check_step_ids(traj_id: torch.Tensor, step_index: torch.Tensor, n: int) -> None:
-    """Validate ``(S,)`` integer ids: matching length, ``step_index >= 0``, no duplicate pair."""
+@dataclass(frozen=True)
+class StepIndex:
+    """Where each step row's successor ``(traj_id, step_index + 1)`` is, found in O(S).
+
+    Attributes:
+        next_pos: ``(S,)`` long, row of the next step of the same trajectory, or -1.
+    """
+
+    next_pos: torch.Tensor
+
+
+def index_steps(traj_id: torch.Tensor, step_index: torch.Tensor) -> StepIndex:
+    """Locate every step's successor and reject duplicate ``(traj_id, step_index)`` pairs.
+
+    Steps get the integer key ``(traj - min traj) * (max step + 2) + step``: consecutive steps
+    of a trajectory have consecutive keys and trajectories are separated by at least one unused
+    key. When the key range is small (dense trajectory ids, the usual case) a direct-address
+    table finds successors and duplicates in O(S); otherwise one stable sort does, O(S log S).
+    """
+    t, st = traj_id.long(), step_index.long()
+    n = t.numel()
+    span = int(st.max()) + 2
+    t_lo, t_hi = int(t.min()), int(t.max())
+    n_keys = (t_hi - t_lo + 1) * span  # Python int: no overflow
+    if n_keys <= 8 * n + 4096:
+        key = (t - t_lo) * span + st
+        counts = torch.bincount(key, minlength=n_keys)
+        if bool((counts > 1).any()):
+            _raise_duplicate(t, st, counts[key] > 1)
+        table = torch.full((n_keys + 1,), -1, dtype=torch.long, device=t.device)
+        table[key] = torch.arange(n, device=t.device)
+        return StepIndex(table[key + 1])
+    if n_keys < (1 << 62):
+        dense = t - t_lo
+    else:  # huge sparse trajectory ids: compress them first
+        dense = torch.unique(t, return_inverse=True)[1]
+        if (int(dense.max()) + 1) > (1 << 62) // span:
+            raise InputError(f"step_index values are too large to index (max {span - 2})")
+    sorted_key, order = torch.sort(dense * span + st, stable=True)
+    same = sorted_key[1:] == sorted_key[:-1]
+    if bool(same.any()):
+        dup = torch.zeros(n, dtype=torch.bool, device=t.device)
+        dup[order[1:][same]] = True
+        _raise_duplicate(t, st, dup)
+    nxt = torch.full_like(order, -1)
+    has = sorted_key[1:] == sorted_key[:-1] + 1  # sorted row j has its successor at j + 1
+    nxt[order[:-1][has]] = order[1:][has]
+    return StepIndex(nxt)
+
+
+def _raise_duplicate(t: torch.Tensor, st: torch.Tensor, dup: torch.Tensor) -> None:
+    j = int(dup.nonzero()[0, 0])
+    n = int(((t == t[j]) & (st == st[j])).sum())
+    raise InputError(
+        f"duplicate (traj_id, step_index) rows: ({int(t[j])}, {int(st[j])}) appears {n} "
+        "times; each step must appear once (drop batch-padding duplicates before calling)"
+    )
+
+
+def check_step_ids(traj_id: torch.Tensor, step_index: torch.Tensor, n: int) -> StepIndex:
+    """Validate ``(S,)`` integer ids (matching length, ``step_index >= 0``, no duplicate pair)
+    and return their :class:`StepIndex`."""
     for name, x in (("traj_id", traj_id), ("step_index", step_index)):
         check_ndim(name, x, 1, "(S,)")
         check_integer(name, x)
         if x.numel() != n:
             raise InputError(f"{name} has {x.numel()} entries, expected {n} (one per step)")
-    if n and int(step_index.min()) < 0:
+    if n == 0:
+        return StepIndex(torch.zeros(0, dtype=torch.long, device=traj_id.device))
+    if int(step_index.min()) < 0:
         raise InputError(f"step_index must be >= 0, got minimum {int(step_index.min())}")
-    pairs = torch.stack([traj_id.long(), step_index.long()], dim=1)
-    uniq = torch.unique(pairs, dim=0)
-    if uniq.shape[0] != n:
-        _, inv, counts = torch.unique(pairs, dim=0, return_inverse=True, return_counts=True)
-        dup = int((counts[inv] > 1).nonzero()[0, 0])
-        raise InputError(
-            f"duplicate (traj_id, step_index) rows: ({int(traj_id[dup])}, "
-            f"{int(step_index[dup])}) appears {int(counts[inv][dup])} times; each step must "
-            "appear once (drop batch-padding duplicates before calling)"
-        )
+    return index_steps(traj_id, step_index)
