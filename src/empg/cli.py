@@ -1,0 +1,254 @@
+"""The ``empg`` command line.
+
+::
+
+    empg envs                                   # list the registered environments
+    empg play textworld --arg challenge=tw-cooking --seed 3
+    empg play alfworld --arg data_dir=~/alfworld --split valid_seen --seed 0
+
+Each subcommand is a pair of small functions in :data:`COMMANDS`: one adds its arguments to an
+``argparse`` sub-parser, the other runs it and returns an exit code. To add a subcommand
+(``demo``, ``train``, ...), write the two functions and add an entry to ``COMMANDS``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, TextIO
+
+import empg
+
+
+@dataclass(frozen=True)
+class Command:
+    """One subcommand: its one-line help, its argument setup and its runner."""
+
+    help: str
+    configure: Callable[[argparse.ArgumentParser], None]
+    run: Callable[[argparse.Namespace], int]
+
+
+# -- empg envs --------------------------------------------------------------------------------
+ENV_DESCRIPTIONS = {
+    "household": "built-in ALFWorld-style household tasks (find, take, heat, cool, clean, place)",
+    "shop": "built-in WebShop-style shopping: search, browse, choose options, buy",
+    "search": "built-in multi-hop question answering with a local BM25 search tool",
+    "textworld": "real TextWorld games (files or generated offline); needs empg[textworld]",
+    "alfworld": "real ALFWorld text engine over a json_2.1.1 data folder; needs empg[alfworld]",
+}
+# what each adapter needs importable before it can be built
+_ENV_REQUIREMENTS = {"textworld": ("textworld",), "alfworld": ("alfworld", "textworld")}
+
+
+def describe_env(name: str) -> str:
+    """One line about the registered environment ``name``."""
+    from empg.envs import ENVIRONMENTS
+
+    if name in ENV_DESCRIPTIONS:
+        return ENV_DESCRIPTIONS[name]
+    doc = (getattr(ENVIRONMENTS.get(name), "__doc__", None) or "").strip()
+    return doc.splitlines()[0] if doc else "(no description)"
+
+
+def env_available(name: str) -> str:
+    """``"yes"`` or why not (a missing module), without building the environment."""
+    import importlib.util
+
+    modules = list(_ENV_REQUIREMENTS.get(name, ()))
+    if name in ENV_DESCRIPTIONS:
+        modules.append(f"empg.envs.{name}")
+    for mod in modules:
+        try:
+            found = importlib.util.find_spec(mod) is not None
+        except (ImportError, ValueError):
+            found = False
+        if not found:
+            return f"no (missing {mod})"
+    return "yes"
+
+
+def _configure_envs(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--names", action="store_true", help="print the names only, one a line")
+
+
+def _run_envs(args: argparse.Namespace) -> int:
+    from empg.envs import names
+
+    out = sys.stdout
+    if args.names:
+        for n in names():
+            print(n, file=out)
+        return 0
+    rows = [(n, env_available(n), describe_env(n)) for n in names()]
+    width = max([len(r[0]) for r in rows] + [4])
+    avail_w = max([len(r[1]) for r in rows] + [9])
+    print(f"{'name':<{width}}  {'available':<{avail_w}}  description", file=out)
+    for n, avail, desc in rows:
+        print(f"{n:<{width}}  {avail:<{avail_w}}  {desc}", file=out)
+    return 0
+
+
+# -- empg play --------------------------------------------------------------------------------
+def parse_value(text: str) -> Any:
+    """``"3"`` -> 3, ``"0.5"`` -> 0.5, ``"true"`` -> True, ``"none"`` -> None, else the text.
+
+    Never evaluates the text.
+    """
+    low = text.strip().lower()
+    if low in ("true", "false"):
+        return low == "true"
+    if low in ("none", "null"):
+        return None
+    for cast in (int, float):
+        try:
+            return cast(text)
+        except ValueError:
+            pass
+    return text
+
+
+def _parse_kwargs(pairs: Sequence[str]) -> dict[str, Any]:
+    kwargs: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.isidentifier():
+            raise SystemExit(
+                f"empg: --arg expects KEY=VALUE with a Python identifier key, got {pair!r}"
+            )
+        kwargs[key] = parse_value(value)
+    return kwargs
+
+
+def _configure_play(p: argparse.ArgumentParser) -> None:
+    p.add_argument("name", help="registered environment name (see `empg envs`)")
+    p.add_argument("--seed", type=int, default=0, help="episode seed (task/game index)")
+    p.add_argument("--split", default=None, help="data split, for environments that have one")
+    p.add_argument(
+        "--arg",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="extra constructor argument, repeatable (e.g. --arg challenge=tw-cooking)",
+    )
+    p.add_argument("--max-steps", type=int, default=None, help="override the step limit")
+
+
+PLAY_HELP = (
+    "Type an action, or the number of an admissible action. Commands: :expert (show the "
+    "expert's suggestion), :actions (list admissible actions), :help, :quit."
+)
+
+
+def _show_state(obs: str, info: dict[str, Any], out: TextIO) -> None:
+    print(obs, file=out)
+    print(f"\n[task] {info.get('task', '')}", file=out)
+    actions = info.get("admissible_actions") or []
+    if actions:
+        print("[actions] " + "  ".join(f"{i}) {a}" for i, a in enumerate(actions, 1)), file=out)
+
+
+def play(env: Any, seed: int, inp: TextIO, out: TextIO) -> int:
+    """Interactive episode on ``env`` reading commands from ``inp``; returns an exit code."""
+    obs, info = env.reset(seed=seed)
+    print(PLAY_HELP + "\n", file=out)
+    _show_state(obs, info, out)
+    total = 0.0
+    while True:
+        print("> ", end="", file=out, flush=True)
+        line = inp.readline()
+        if not line:  # end of input
+            print("\n[quit] end of input", file=out)
+            return 0
+        text = line.strip()
+        actions = info.get("admissible_actions") or []
+        if text in (":quit", ":q", ":exit"):
+            print("[quit]", file=out)
+            return 0
+        if text == ":help":
+            print(PLAY_HELP, file=out)
+            continue
+        if text == ":actions":
+            _show_state("", info, out)
+            continue
+        if text == ":expert":
+            try:
+                print(f"[expert] {env.expert_action()}", file=out)
+                thought = env.expert_thought()
+                if thought:
+                    print(f"[expert thinks] {thought}", file=out)
+            except NotImplementedError:
+                print("[expert] this environment has no expert", file=out)
+            continue
+        action = (
+            actions[int(text) - 1] if text.isdigit() and 1 <= int(text) <= len(actions) else text
+        )
+        res = env.step(action)
+        total += res.reward
+        info = res.info
+        print(f"[you] {action}   (reward {res.reward:g}, return {total:g})", file=out)
+        _show_state(res.observation, info, out)
+        if res.terminated or res.truncated:
+            how = "won" if info.get("won") else ("step limit" if res.truncated else "lost")
+            print(f"\n[end] {how} after {env.steps_taken} steps, return {total:g}", file=out)
+            return 0
+
+
+def _run_play(args: argparse.Namespace) -> int:
+    from empg.envs import make, names
+
+    if args.name not in names():
+        from empg.envs import ENVIRONMENTS
+
+        print(f"empg: {ENVIRONMENTS.unknown_message(args.name)}", file=sys.stderr)
+        return 2
+    kwargs = _parse_kwargs(args.arg)
+    if args.split is not None:
+        kwargs["split"] = args.split
+    if args.max_steps is not None:
+        kwargs["max_steps"] = args.max_steps
+    try:
+        env = make(args.name, **kwargs)
+    except (ImportError, ValueError, TypeError, OSError) as exc:
+        print(f"empg: cannot build environment {args.name!r}: {exc}", file=sys.stderr)
+        return 2
+    try:
+        return play(env, args.seed, sys.stdin, sys.stdout)
+    finally:
+        env.close()
+
+
+# -- entry point ------------------------------------------------------------------------------
+COMMANDS: dict[str, Command] = {
+    "envs": Command("list the registered environments", _configure_envs, _run_envs),
+    "play": Command("play an environment in the terminal", _configure_play, _run_play),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="empg", description="Entropy-Modulated Policy Gradients for LLM agents"
+    )
+    parser.add_argument("--version", action="version", version=f"empg {empg.__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, cmd in COMMANDS.items():
+        p = sub.add_parser(name, help=cmd.help, description=cmd.help)
+        cmd.configure(p)
+        p.set_defaults(_run=cmd.run)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run ``empg`` with ``argv`` (default: ``sys.argv[1:]``); returns the exit code."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "_run", None):
+        parser.print_help()
+        return 2
+    return int(args._run(args))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,164 @@
+"""The `empg` CLI: `envs` listing and interactive `play` (fake stdin and a real subprocess)."""
+
+from __future__ import annotations
+
+import io
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from empg import cli
+from empg.envs import TextEnv, names, register
+
+
+class DoorEnv(TextEnv):
+    """Open the door, then go through it."""
+
+    name = "test-door"
+
+    def __init__(self, max_steps: int = 10) -> None:
+        super().__init__()
+        self.max_steps = max_steps
+        self.open = False
+        self.won = False
+
+    def _info(self) -> dict[str, Any]:
+        acts = ["go through door", "look"] if self.open else ["look", "open door"]
+        return {
+            "won": self.won,
+            "task": "leave the room",
+            "task_type": "door",
+            "admissible_actions": acts,
+        }
+
+    def _reset(self, *, seed, options):
+        self.open = self.won = False
+        return f"A closed door (seed {seed}).", self._info()
+
+    def _step(self, action):
+        if action == "open door":
+            self.open = True
+            return "The door opens.", 0.0, False, self._info()
+        if action == "go through door" and self.open:
+            self.won = True
+            return "You are outside.", 1.0, True, self._info()
+        return "Nothing happens.", 0.0, False, self._info()
+
+    def expert_action(self) -> str:
+        return "go through door" if self.open else "open door"
+
+    def expert_thought(self) -> str:
+        return "The door must be open first." if not self.open else "Leave now."
+
+
+register("_test_cli_door", DoorEnv, overwrite=True)
+
+
+def _run(monkeypatch, capsys, argv: list[str], stdin: str = "") -> tuple[int, str, str]:
+    monkeypatch.setattr(sys, "stdin", io.StringIO(stdin))
+    code = cli.main(argv)
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_envs_lists_every_registered_env(monkeypatch, capsys):
+    code, out, _ = _run(monkeypatch, capsys, ["envs"])
+    assert code == 0
+    lines = out.strip().splitlines()
+    assert lines[0].split() == ["name", "available", "description"]
+    listed = [line.split()[0] for line in lines[1:]]
+    assert listed == names()
+    tw = next(line for line in lines if line.startswith("textworld "))
+    assert "real TextWorld games" in tw
+    door = next(line for line in lines if line.startswith("_test_cli_door"))
+    assert door.split()[1] == "yes" and door.endswith("Open the door, then go through it.")
+
+
+def test_envs_names_only(monkeypatch, capsys):
+    code, out, _ = _run(monkeypatch, capsys, ["envs", "--names"])
+    assert code == 0 and out.split() == names()
+
+
+def test_play_numbers_text_expert_and_win(monkeypatch, capsys):
+    code, out, _ = _run(
+        monkeypatch,
+        capsys,
+        ["play", "_test_cli_door", "--seed", "4"],
+        ":expert\n2\nlook\n:help\n1\n",
+    )
+    assert code == 0
+    assert "A closed door (seed 4)." in out
+    assert "[task] leave the room" in out
+    assert "[actions] 1) look  2) open door" in out
+    assert "[expert] open door" in out and "[expert thinks] The door must be open first." in out
+    assert "[you] open door   (reward 0, return 0)" in out  # "2" picked the 2nd action
+    assert "[you] look   (reward 0, return 0)" in out  # typed text is sent as is
+    assert "[you] go through door   (reward 1, return 1)" in out
+    assert out.rstrip().endswith("[end] won after 3 steps, return 1")
+
+
+def test_play_quit_and_end_of_input(monkeypatch, capsys):
+    code, out, _ = _run(monkeypatch, capsys, ["play", "_test_cli_door"], ":quit\nlook\n")
+    assert code == 0 and "[quit]" in out and "[you]" not in out
+    code, out, _ = _run(monkeypatch, capsys, ["play", "_test_cli_door"], "")
+    assert code == 0 and "end of input" in out
+
+
+def test_play_step_limit(monkeypatch, capsys):
+    code, out, _ = _run(
+        monkeypatch, capsys, ["play", "_test_cli_door", "--max-steps", "2"], "look\nlook\n"
+    )
+    assert code == 0 and "[end] step limit after 2 steps, return 0" in out
+
+
+def test_play_unknown_env_and_bad_args(monkeypatch, capsys):
+    code, _, err = _run(monkeypatch, capsys, ["play", "_test_cli_dor"])
+    assert code == 2 and "Did you mean '_test_cli_door'?" in err
+    code, _, err = _run(monkeypatch, capsys, ["play", "_test_cli_door", "--arg", "colour=red"])
+    assert code == 2 and "cannot build environment" in err and "colour" in err
+    with pytest.raises(SystemExit, match="KEY=VALUE"):
+        cli.main(["play", "_test_cli_door", "--arg", "nonsense"])
+
+
+def test_parse_value_never_evaluates():
+    assert cli.parse_value("3") == 3 and cli.parse_value("0.5") == 0.5
+    assert cli.parse_value("True") is True and cli.parse_value("none") is None
+    assert cli.parse_value("__import__('os')") == "__import__('os')"
+
+
+def test_no_subcommand_prints_help(monkeypatch, capsys):
+    code, out, _ = _run(monkeypatch, capsys, [])
+    assert code == 2 and "envs" in out and "play" in out
+
+
+def test_play_real_alfworld_in_a_subprocess(tmp_path):
+    pytest.importorskip("alfworld", reason="needs: pip install 'empg[alfworld]'")
+    from empg.envs.alfworld import write_game
+
+    data = Path(__file__).parent / "envs" / "data" / "alfworld_tiny"
+    trial = (
+        tmp_path / "json_2.1.1" / "train" / "pick_and_place_simple-Apple-None-DiningTable-1" / "t1"
+    )
+    game = write_game(
+        trial,
+        (data / "initial_state.pddl").read_text(),
+        json.loads((data / "traj_data.json").read_text()),
+    )
+    moves = json.loads(game.read_text())["walkthrough"]
+    stdin = ":expert\n" + "\n".join(moves) + "\n"
+    proc = subprocess.run(
+        [sys.executable, "-m", "empg.cli", "play", "alfworld", "--arg", f"data_dir={tmp_path}"],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "Your task is to: put a apple in diningtable." in proc.stdout
+    assert "[expert] look" in proc.stdout
+    assert f"[end] won after {len(moves)} steps, return 1" in proc.stdout
