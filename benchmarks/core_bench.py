@@ -3,9 +3,11 @@
     python benchmarks/core_bench.py modulation              # EMPG vs GRPO, 1e4..1e6 steps
     python benchmarks/core_bench.py entropy --tokens 8192   # chunked / LM-head vs naive
 
-``entropy`` runs every method in a fresh subprocess and reports its peak EXTRA resident memory
-(ru_maxrss after the call minus ru_maxrss once the inputs exist), so the figures do not depend
-on what ran before. Targets (issue 2): modulation at most 3x the GRPO cost and linear in steps;
+``entropy`` runs every method in a fresh subprocess and reports its peak EXTRA resident memory:
+the kernel's peak-RSS mark is reset once the inputs exist (``/proc/self/clear_refs``, Linux),
+and the peak after the call minus the RSS at that point is the method's own memory.
+
+Targets (issue 2): modulation at most 3x the GRPO cost and linear in steps;
 chunked / LM-head variants at most 1/8 of the naive peak extra memory at no more than 1.25x its
 time.
 """
@@ -14,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
 import subprocess
 import sys
 import time
@@ -78,11 +79,11 @@ def _child(method: str, tokens: int, vocab: int, hidden: int, backward: bool, ch
     torch.manual_seed(0)
     labels = torch.randint(0, vocab, (tokens,))
     if method.startswith("lm_head"):
-        h = (torch.randn(tokens, hidden) * 0.05).requires_grad_(backward)
-        w = (torch.randn(vocab, hidden) * 0.05).requires_grad_(backward)
+        h = torch.randn(tokens, hidden).mul_(0.05).requires_grad_(backward)
+        w = torch.randn(vocab, hidden).mul_(0.05).requires_grad_(backward)
     else:
-        z = (torch.randn(tokens, vocab) * 2).requires_grad_(backward)
-    base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB, inputs allocated
+        z = torch.randn(tokens, vocab).mul_(2.0).requires_grad_(backward)
+    base = _reset_peak_rss()  # inputs allocated; from here on only the method's own memory
 
     def naive(logits):
         lsm = torch.log_softmax(logits.float(), dim=-1)
@@ -103,8 +104,23 @@ def _child(method: str, tokens: int, vocab: int, hidden: int, backward: bool, ch
         if backward:
             (lp.sum() + ent.sum()).backward()
     dt = time.perf_counter() - t0
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    peak = _status_kib("VmHWM")
     return {"seconds": dt, "extra_mib": (peak - base) / 1024, "ent0": float(ent[0])}
+
+
+def _status_kib(field: str) -> int:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    raise RuntimeError(f"{field} not in /proc/self/status (Linux only)")
+
+
+def _reset_peak_rss() -> int:
+    """Reset the kernel's peak-RSS mark (VmHWM) to the current RSS and return it, in KiB."""
+    with open("/proc/self/clear_refs", "w") as f:
+        f.write("5")
+    return _status_kib("VmRSS")
 
 
 def bench_entropy(args) -> None:

@@ -33,6 +33,8 @@ from empg.errors import InputError, NonFiniteError, ShapeError
 
 #: default budget for one float32 (chunk, V) buffer when ``chunk_size`` is None
 DEFAULT_CHUNK_BYTES = 64 * 1024 * 1024
+#: the LM-head path re-reads the full weight gradient once per chunk in backward: bigger chunks
+LM_HEAD_CHUNK_BYTES = 256 * 1024 * 1024
 
 
 def auto_chunk_size(vocab: int, budget_bytes: int = DEFAULT_CHUNK_BYTES) -> int:
@@ -40,9 +42,11 @@ def auto_chunk_size(vocab: int, budget_bytes: int = DEFAULT_CHUNK_BYTES) -> int:
     return max(1, budget_bytes // (4 * max(1, vocab)))
 
 
-def _resolve_chunk(chunk_size: int | None, vocab: int) -> int:
+def _resolve_chunk(
+    chunk_size: int | None, vocab: int, budget_bytes: int = DEFAULT_CHUNK_BYTES
+) -> int:
     if chunk_size is None:
-        return auto_chunk_size(vocab)
+        return auto_chunk_size(vocab, budget_bytes)
     if isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1:
         raise InputError(f"chunk_size must be a positive int or None, got {chunk_size!r}")
     return chunk_size
@@ -247,7 +251,10 @@ def lm_head_logprobs_and_entropy(
         hidden: ``(..., H)`` float hidden states (the LM head's input).
         weight: ``(V, H)`` LM-head weight, same dtype and device as ``hidden`` (no bias).
         labels: ``(...)`` token ids in ``[0, V)``.
-        temperature, chunk_size: as in :func:`token_logprobs_and_entropy`.
+        temperature: as in :func:`token_logprobs_and_entropy`.
+        chunk_size: tokens per chunk; ``None`` targets 256 MiB per float32 ``(chunk, V)``
+            buffer (larger than the logits path: each backward chunk updates the whole
+            float32 weight gradient, so fewer chunks means less memory traffic).
 
     Returns:
         ``(logprobs, entropy)``, float32, shape ``(...)``; gradients flow to ``hidden`` and
@@ -274,7 +281,7 @@ def lm_head_logprobs_and_entropy(
     vocab = weight.shape[0]
     _check_labels(labels, hidden.shape[:-1], vocab, "hidden (..., H)")
     t = check_scalar("temperature", temperature, positive=True)
-    chunk = _resolve_chunk(chunk_size, vocab)
+    chunk = _resolve_chunk(chunk_size, vocab, LM_HEAD_CHUNK_BYTES)
     lead = hidden.shape[:-1]
     flat = hidden.reshape(-1, hidden.shape[-1])
     if flat.shape[0] == 0:
