@@ -191,3 +191,16 @@ def test_game_files_argument_and_missing_keys(data_dir, tmp_path):
         write_game(tmp_path / "z" / "t", unreachable, TRAJ)
     with pytest.raises(InputError, match="traj_data lacks 'pddl_params'"):
         write_game(tmp_path / "y", PROBLEM, {"task_type": "pick_and_place_simple"})
+
+
+def test_thread_pool_of_real_engines_all_win(data_dir):
+    """TextWorld's parsers are not thread-safe; the adapter serialises engine calls."""
+    from empg.envs.pool import EnvPool
+
+    with EnvPool.from_name("alfworld", 4, data_dir=str(data_dir), split="train") as pool:
+        first = pool.reset_all(seeds=[0, 1, 0, 1])
+        assert [r.info.get("error") for r in first] == [None] * 4
+        for move in EXPERT_WALKTHROUGH:
+            out = pool.step([move] * 4)
+        assert all(r.info["won"] and r.terminated and "error" not in r.info for r in out)
+        assert pool.stats.steps == 4 * len(EXPERT_WALKTHROUGH) and pool.stats.errors == 0

@@ -193,3 +193,25 @@ def test_default_cache_dir_respects_env(monkeypatch, tmp_path):
     assert str(default_cache_dir()) == os.path.join(
         os.path.expanduser("~"), ".cache", "empg", "textworld"
     )
+
+
+def test_thread_pool_of_real_engines_matches_single_env(cache):
+    """TextWorld's parsers are not thread-safe; the adapter serialises engine calls."""
+    from empg.envs.pool import EnvPool
+
+    single = _env(cache)
+    expected = [_play_expert(single, s)[2] for s in (0, 1)]
+    kw = {"challenge": "tw-cooking", "settings": COOKING, "cache_dir": str(cache)}
+    with EnvPool.from_name("textworld", 4, **kw) as pool:
+        first = pool.reset_all(seeds=[0, 1, 0, 1])
+        assert [r.info.get("error") for r in first] == [None] * 4
+        plans = [expected[i % 2] for i in range(4)]
+        t = 0
+        while not pool.all_done:
+            out = pool.step([None if d else plans[i][t] for i, d in enumerate(pool.done)])
+            t += 1
+            for r in out:
+                if r is not None and r.terminated:
+                    assert r.info["won"] is True and "error" not in r.info
+        assert pool.stats.errors == 0
+        assert pool.stats.steps == 2 * (len(expected[0]) + len(expected[1]))

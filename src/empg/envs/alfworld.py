@@ -53,6 +53,7 @@ from pathlib import Path
 from typing import Any
 
 from empg.envs.core import TextEnv
+from empg.envs.textworld import ENGINE_LOCK
 from empg.errors import ConfigError, InputError
 
 INSTALL_HINT = "AlfWorldEnv needs ALFWorld: pip install 'empg[alfworld]' (alfworld==0.4.2)"
@@ -261,10 +262,12 @@ class AlfWorldEnv(TextEnv):
         if self._game == game and self._engine is not None:
             return
         self.close()
-        engine = self._alf["PddlEnv"](self._infos)
-        engine = self._alf["AlfredDemangler"](shuffle=False)(engine)
+        with ENGINE_LOCK:
+            engine = self._alf["PddlEnv"](self._infos)
+            engine = self._alf["AlfredDemangler"](shuffle=False)(engine)
         try:
-            engine.load(_load_game_data(game))
+            with ENGINE_LOCK:
+                engine.load(_load_game_data(game))
         except InputError:
             raise
         except Exception as exc:
@@ -299,20 +302,23 @@ class AlfWorldEnv(TextEnv):
         index = (seed or 0) % len(self.games)
         self._load(self.games[index])
         self._rng = random.Random(seed or 0)
-        self._state = self._engine.reset()
+        with ENGINE_LOCK:
+            self._state = self._engine.reset()
         feedback = str(self._state["feedback"])
         found = re.search(r"Your task is to:\s*(.*?)\s*$", feedback, flags=re.S)
         self._task = found.group(1).rstrip(".").strip() if found else ""
         if self.expert == "handcoded":
             self._expert_agent = self._alf["HandCodedTWAgent"](max_steps=200)
             self._expert_agent.reset(str(self._game))
-        self._update_expert(None)
+        with ENGINE_LOCK:
+            self._update_expert(None)
         return feedback.strip(), self._info()
 
     def _step(self, action: str) -> tuple[str, float, bool, dict[str, Any]]:
         command = action.strip()
-        self._state, _score, done = self._engine.step(command)
-        self._update_expert(command)
+        with ENGINE_LOCK:  # the expert reads the engine's state too
+            self._state, _score, done = self._engine.step(command)
+            self._update_expert(command)
         won = bool(self._state["won"])
         return (
             str(self._state["feedback"]).strip(),

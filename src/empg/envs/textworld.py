@@ -37,6 +37,7 @@ import re
 import subprocess
 import sys
 import tempfile
+import threading
 import warnings
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -49,6 +50,11 @@ INSTALL_HINT = "TextWorldEnv needs TextWorld: pip install 'empg[textworld]' (tex
 CHALLENGES = ("tw-coin_collector", "tw-cooking", "tw-simple", "tw-treasure_hunter")
 MAX_COMMAND_CHARS = 190  # Jericho truncates commands at 198 bytes (with a warning)
 REWARD_MODES = ("win", "score")
+# TextWorld is not thread-safe: its TatSu-based parsers (game logic, PDDL, text grammar) fail
+# when two threads use them at once ("IndexError: pop from empty list"). Every call into a
+# TextWorld engine (load, reset, step) from empg's adapters holds this lock; in a thread pool
+# they run one at a time (they are GIL-bound anyway); use EnvPool(backend="process") to scale.
+ENGINE_LOCK = threading.RLock()
 
 
 def _import_textworld() -> Any:
@@ -282,20 +288,20 @@ class TextWorldEnv(TextEnv):
         if self._loaded == path and self._engine is not None:
             return
         self.close()
-        with _quiet_jericho():
+        with ENGINE_LOCK, _quiet_jericho():
             self._engine = self._tw.start(str(path), request_infos=self._infos)
         self._loaded = path
 
     # -- contract -------------------------------------------------------------------------------
     def _reset(self, *, seed: int | None, options: dict[str, Any]) -> tuple[str, dict[str, Any]]:
         self._load(self.game_for_seed(seed))
-        with _quiet_jericho():
+        with ENGINE_LOCK, _quiet_jericho():
             self._state = self._engine.reset()
         self._score = int(self._state.get("score") or 0)
         return clean_observation(self._state.feedback), self._info()
 
     def _step(self, action: str) -> tuple[str, float, bool, dict[str, Any]]:
-        with _quiet_jericho():
+        with ENGINE_LOCK, _quiet_jericho():
             state, _score, done = self._engine.step(sanitize_command(action))
         self._state = state
         score = int(state.get("score") or 0)
