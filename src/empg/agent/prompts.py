@@ -1,0 +1,98 @@
+"""ReAct prompts: the task, the last k (observation, action) pairs, the current observation,
+optionally the admissible actions, and the answer format.
+
+``build_messages`` returns chat messages; ``render_prompt`` turns them into text with the
+tokenizer's chat template when it has one, or a plain template otherwise.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from empg.errors import ConfigError
+
+ANSWER_FORMAT = (
+    "First reason briefly inside <think> </think>, then give exactly one action inside "
+    "<action> </action>."
+)
+
+#: what each environment's actions look like (shown in the system message)
+ACTION_HINTS: dict[str, str] = {
+    "household": "Actions are household commands such as 'go to cabinet 1', 'open fridge 1', "
+    "'take apple 1 from countertop 1', 'move apple 1 to fridge 1', 'heat egg 1 with "
+    "microwave 1'.",
+    "shop": "Actions are 'search[query]' on the search page and 'click[label]' for a button, "
+    "product or option shown on the page.",
+    "search": "Actions are 'search[query]' to look up passages and 'answer[text]' to answer.",
+    "textworld": "Actions are text-adventure commands such as 'open door' or 'take key'.",
+    "alfworld": "Actions are household commands such as 'go to cabinet 1' or 'open fridge 1'.",
+}
+
+
+@dataclass(frozen=True)
+class PromptConfig:
+    """How prompts are built."""
+
+    history: int = 2
+    """number of past (observation, action) pairs kept in the prompt (verl-agent uses 2)"""
+    show_admissible: bool = True
+    """list the environment's admissible actions where it has them"""
+    max_admissible: int = 60
+    """at most this many admissible actions are listed"""
+    max_observation_chars: int = 1500
+    """observations longer than this are cut (keeps prompts bounded)"""
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.history, int) or self.history < 0:
+            raise ConfigError(f"history must be an int >= 0, got {self.history!r}")
+        if self.max_admissible < 1 or self.max_observation_chars < 1:
+            raise ConfigError("max_admissible and max_observation_chars must be >= 1")
+
+
+@dataclass(frozen=True)
+class Turn:
+    """One past step: what the agent saw and what it did."""
+
+    observation: str
+    action: str
+
+
+def _cut(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[:limit] + " ..."
+
+
+def build_messages(
+    env_name: str,
+    task: str,
+    observation: str,
+    history: Sequence[Turn] = (),
+    admissible: Sequence[str] | None = None,
+    cfg: PromptConfig | None = None,
+) -> list[dict[str, str]]:
+    """Chat messages (system + user) for the agent's next step."""
+    cfg = cfg or PromptConfig()
+    hint = ACTION_HINTS.get(env_name, "")
+    system = f"You are an agent acting in a text environment. {hint} {ANSWER_FORMAT}".strip()
+    lines = [f"Task: {task}"]
+    past = list(history)[-cfg.history :] if cfg.history else []
+    if past:
+        lines.append("Recent steps:")
+        for t in past:
+            lines.append(f"Observation: {_cut(t.observation, cfg.max_observation_chars)}")
+            lines.append(f"Action: {t.action}")
+    lines.append(f"Current observation: {_cut(observation, cfg.max_observation_chars)}")
+    if cfg.show_admissible and admissible:
+        shown = list(admissible)[: cfg.max_admissible]
+        lines.append("Admissible actions: " + ", ".join(shown))
+    lines.append(ANSWER_FORMAT)
+    return [{"role": "system", "content": system}, {"role": "user", "content": "\n".join(lines)}]
+
+
+def render_prompt(messages: list[dict[str, str]], tokenizer: Any = None) -> str:
+    """Text of the prompt, ending where the assistant's answer starts."""
+    if tokenizer is not None and getattr(tokenizer, "chat_template", None):
+        return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+    parts = [f"<|{m['role']}|>\n{m['content']}\n" for m in messages]
+    return "".join(parts) + "<|assistant|>\n"
