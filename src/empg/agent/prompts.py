@@ -43,6 +43,9 @@ class PromptConfig:
     """at most this many admissible actions are listed"""
     max_observation_chars: int = 1500
     """observations longer than this are cut (keeps prompts bounded)"""
+    compact: bool = False
+    """no system message and no format reminder: short prompts for tiny models that learn the
+    format from supervised warm-up"""
 
     def __post_init__(self) -> None:
         if not isinstance(self.history, int) or self.history < 0:
@@ -86,6 +89,8 @@ def build_messages(
     if cfg.show_admissible and admissible:
         shown = list(admissible)[: cfg.max_admissible]
         lines.append("Admissible actions: " + ", ".join(shown))
+    if cfg.compact:
+        return [{"role": "user", "content": "\n".join(lines)}]
     lines.append(ANSWER_FORMAT)
     return [{"role": "system", "content": system}, {"role": "user", "content": "\n".join(lines)}]
 
