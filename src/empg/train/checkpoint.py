@@ -1,0 +1,123 @@
+"""Checkpoints written atomically: a process killed at any moment (kill -9) leaves either the
+previous complete checkpoint or the new complete one, never a half-written one.
+
+Layout: ``run_dir/checkpoints/iter_000012/`` holds the model (``save_pretrained``, safetensors),
+``optimizer.pt`` (tensors and numbers only; loaded with ``weights_only=True``),
+``trainer_state.json`` (iteration, counters, RNG states). ``run_dir/checkpoints/latest`` names
+the newest complete checkpoint and is replaced atomically after the folder is complete.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import shutil
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from empg.errors import EmpgError
+
+
+class CheckpointError(EmpgError, RuntimeError):
+    """A checkpoint is missing or unreadable."""
+
+
+def _fsync_dir(path: Path) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    with open(tmp, "w") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+    _fsync_dir(path.parent)
+
+
+def rng_state() -> dict[str, Any]:
+    return {
+        "python": [list(x) if isinstance(x, tuple) else x for x in random.getstate()],
+        "numpy": np.random.get_state()[1].tolist(),
+        "numpy_pos": int(np.random.get_state()[2]),
+        "torch": torch.get_rng_state().tolist(),
+    }
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    version, internal, gauss = state["python"]
+    random.setstate((version, tuple(internal), gauss))
+    np.random.set_state(
+        ("MT19937", np.array(state["numpy"], dtype=np.uint32), state["numpy_pos"], 0, 0.0)
+    )
+    torch.set_rng_state(torch.tensor(state["torch"], dtype=torch.uint8))
+
+
+def save_checkpoint(
+    run_dir: Path, iteration: int, model, optimizer, scheduler, state: dict[str, Any], keep: int = 2
+) -> Path:
+    """Write checkpoint ``iteration`` atomically and prune older ones beyond ``keep``."""
+    root = Path(run_dir) / "checkpoints"
+    root.mkdir(parents=True, exist_ok=True)
+    final = root / f"iter_{iteration:06d}"
+    tmp = root / f".tmp-iter_{iteration:06d}-{os.getpid()}"
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    tmp.mkdir()
+    model.save_pretrained(tmp / "model", safe_serialization=True)
+    torch.save(
+        {"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict()},
+        tmp / "optimizer.pt",
+    )
+    full_state = dict(state, iteration=iteration, rng=rng_state())
+    (tmp / "trainer_state.json").write_text(json.dumps(full_state))
+    for p in tmp.rglob("*"):
+        if p.is_file():
+            with open(p, "rb") as f:
+                os.fsync(f.fileno())
+    if final.exists():
+        shutil.rmtree(final)
+    os.replace(tmp, final)
+    _fsync_dir(root)
+    atomic_write_text(root / "latest", final.name)
+    done = sorted(p for p in root.glob("iter_*") if p.is_dir())
+    for old in done[:-keep]:
+        shutil.rmtree(old, ignore_errors=True)
+    return final
+
+
+def latest_checkpoint(run_dir: Path) -> Path | None:
+    """The newest complete checkpoint of a run, or None."""
+    root = Path(run_dir) / "checkpoints"
+    marker = root / "latest"
+    if marker.is_file():
+        path = root / marker.read_text().strip()
+        if (path / "trainer_state.json").is_file():
+            return path
+    done = sorted(p for p in root.glob("iter_*") if (p / "trainer_state.json").is_file())
+    return done[-1] if done else None
+
+
+def load_trainer_state(path: Path) -> dict[str, Any]:
+    try:
+        return json.loads((Path(path) / "trainer_state.json").read_text())
+    except (OSError, ValueError) as e:
+        raise CheckpointError(f"cannot read {path}/trainer_state.json: {e}") from e
+
+
+def load_optimizer(path: Path, optimizer, scheduler) -> None:
+    blob = torch.load(Path(path) / "optimizer.pt", map_location="cpu", weights_only=True)
+    optimizer.load_state_dict(blob["optimizer"])
+    scheduler.load_state_dict(blob["scheduler"])

@@ -1,0 +1,252 @@
+"""The training configuration: one typed tree; YAML files and ``key.path=value`` overrides use the
+same schema. Each section is handed only to the component that needs it.
+
+The algorithm is assembled from independent knobs (estimator, clipping, aggregation, sampling,
+EMPG); ``algo.preset`` fills in the knobs left unset (``null``) from a named preset such as
+``dapo`` (see :mod:`empg.algos.dapo`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from empg.algos.dapo import get_preset
+from empg.algos.losses import KL_ESTIMATORS, LOSS_AGG_MODES
+from empg.algos.modulation import FINAL_NORMS
+from empg.errors import ConfigError
+from empg.train.schema import apply_overrides, from_dict, to_dict
+
+
+@dataclass
+class ModelConfig:
+    path: str = "default"
+    """'default' = the offline tiny policy (built and warm-started on first use, cached); or any
+    local path / hub id the Hugging Face loaders accept"""
+    dtype: str = "auto"
+    """'auto' (float32 on CPU, bfloat16 autocast on GPU), 'float32' or 'bfloat16'"""
+    lora_rank: int = 0
+    """LoRA rank through PEFT; 0 trains all weights"""
+    lora_alpha: int = 16
+    """LoRA alpha (used when lora_rank > 0)"""
+    chunk_size: int = 0
+    """tokens per chunk for the LM-head log-prob/entropy; 0 picks automatically"""
+
+    def __post_init__(self) -> None:
+        if self.dtype not in ("auto", "float32", "bfloat16"):
+            raise ConfigError(f"model.dtype must be auto, float32 or bfloat16, got {self.dtype!r}")
+        if self.lora_rank < 0 or self.chunk_size < 0:
+            raise ConfigError("model.lora_rank and model.chunk_size must be >= 0")
+
+
+@dataclass
+class EnvConfig:
+    name: str = "household"
+    """registered environment name (see `empg envs`)"""
+    train_split: str = "train"
+    """split that training tasks come from"""
+    max_turns: int = 20
+    """episode cap in agent turns (on top of the environment's own step limit)"""
+    kwargs: dict[str, Any] = field(default_factory=dict)
+    """extra constructor arguments for the environment"""
+
+    def __post_init__(self) -> None:
+        if self.max_turns < 1:
+            raise ConfigError(f"env.max_turns must be >= 1, got {self.max_turns}")
+
+
+@dataclass
+class RolloutConfig:
+    tasks_per_batch: int = 8
+    """N distinct tasks per iteration (after dynamic sampling, if on)"""
+    group_size: int = 8
+    """n rollouts per task (the GRPO group)"""
+    max_new_tokens: int = 32
+    """response tokens per step"""
+    temperature: float = 1.0
+    """sampling temperature for training rollouts"""
+    top_p: float = 1.0
+    """nucleus sampling threshold"""
+    history: int = 2
+    """past (observation, action) pairs kept in the prompt"""
+    compact_prompt: bool = True
+    """short prompts without system message (for tiny models)"""
+    show_admissible: bool = False
+    """list admissible actions in the prompt"""
+    invalid_penalty: float = 0.1
+    """reward penalty for a step whose response has no valid action"""
+    max_resample_rounds: int = 4
+    """dynamic sampling: at most this many extra rounds of groups to fill the batch"""
+
+    def __post_init__(self) -> None:
+        if self.tasks_per_batch < 1 or self.group_size < 1 or self.max_new_tokens < 1:
+            raise ConfigError("rollout.tasks_per_batch, group_size, max_new_tokens must be >= 1")
+        if self.temperature < 0 or not 0 < self.top_p <= 1:
+            raise ConfigError("rollout.temperature must be >= 0 and 0 < rollout.top_p <= 1")
+
+
+@dataclass
+class EMPGConfig:
+    enable: bool = True
+    """modulate step advantages with EMPG"""
+    k: float = 1.0
+    """scale temperature: g = exp(-k Hn) / mean"""
+    k_future: float = 1.0
+    """future-clarity temperature: f = exp(-k_future Hn[t+1])"""
+    zeta: float = 0.1
+    """weight of the future-clarity bonus"""
+    scale: bool = True
+    """ablation switch: entropy scaling g (False = bonus only)"""
+    bonus: bool = True
+    """ablation switch: future-clarity bonus f (False = scaling only)"""
+    final_norm: str = "mean"
+    """final normalisation over the batch's steps: mean, mean_std or none"""
+
+    def __post_init__(self) -> None:
+        if self.final_norm not in FINAL_NORMS:
+            raise ConfigError(f"algo.empg.final_norm must be one of {FINAL_NORMS}")
+
+
+@dataclass
+class AlgoConfig:
+    preset: str = "dapo"
+    """named preset (grpo, dr_grpo, dapo) that fills every knob left null"""
+    adv_estimator: str | None = None
+    """outcome advantage estimator (grpo, dr_grpo, rloo)"""
+    clip_ratio_low: float | None = None
+    """PPO clip epsilon below 1"""
+    clip_ratio_high: float | None = None
+    """PPO clip epsilon above 1 (DAPO clip-higher: 0.28)"""
+    clip_ratio_c: float | None = None
+    """dual-clip constant (> 1) or null for none"""
+    loss_agg_mode: str | None = None
+    """token-mean, seq-mean-token-mean, seq-mean-token-sum, seq-mean-token-sum-norm"""
+    dynamic_sampling: bool | None = None
+    """DAPO: drop groups whose outcomes are all equal and sample more until the batch is full"""
+    overlong_shaping: bool | None = None
+    """DAPO: penalise responses that run into the per-step token limit"""
+    overlong_buffer: int = 8
+    """tokens before max_new_tokens where the overlong penalty ramps up"""
+    kl_coef: float | None = None
+    """weight of the KL-to-reference loss (0 disables the reference model)"""
+    kl_estimator: str | None = None
+    """KL estimator: k1, k2 or k3 (low-variance)"""
+    empg: EMPGConfig = field(default_factory=EMPGConfig)
+    """entropy-modulated policy gradient settings"""
+
+    def __post_init__(self) -> None:
+        preset = get_preset(self.preset)  # unknown preset -> "did you mean"
+        for f in dataclasses.fields(preset):
+            if getattr(self, f.name) is None:
+                setattr(self, f.name, getattr(preset, f.name))
+        if self.loss_agg_mode not in LOSS_AGG_MODES:
+            raise ConfigError(f"algo.loss_agg_mode must be one of {LOSS_AGG_MODES}")
+        if self.kl_estimator not in KL_ESTIMATORS:
+            raise ConfigError(f"algo.kl_estimator must be one of {KL_ESTIMATORS.names()}")
+        if self.clip_ratio_c is not None and self.clip_ratio_c <= 1:
+            raise ConfigError("algo.clip_ratio_c must be > 1 (or null)")
+        if self.kl_coef < 0:
+            raise ConfigError("algo.kl_coef must be >= 0")
+
+
+@dataclass
+class OptimConfig:
+    lr: float = 1e-4
+    """AdamW learning rate (tiny models need far more than the 1e-6 used for 1.5B+ models)"""
+    weight_decay: float = 0.0
+    """AdamW weight decay"""
+    grad_clip: float = 1.0
+    """global gradient-norm clip (0 disables)"""
+    warmup_iters: int = 0
+    """linear learning-rate warm-up, in iterations"""
+    schedule: str = "constant"
+    """learning-rate schedule after warm-up: constant or cosine"""
+    ppo_epochs: int = 1
+    """passes over each batch"""
+    mini_batch_steps: int = 256
+    """step rows per optimiser update"""
+    micro_batch_steps: int = 64
+    """step rows per forward/backward (gradient accumulation inside a mini-batch)"""
+    max_bad_updates: int = 5
+    """stop the run after this many consecutive non-finite losses"""
+
+    def __post_init__(self) -> None:
+        if self.schedule not in ("constant", "cosine"):
+            raise ConfigError(f"optim.schedule must be constant or cosine, got {self.schedule!r}")
+        if self.ppo_epochs < 1 or self.mini_batch_steps < 1 or self.micro_batch_steps < 1:
+            raise ConfigError("optim.ppo_epochs, mini_batch_steps, micro_batch_steps must be >= 1")
+
+
+@dataclass
+class EvalConfig:
+    splits: list[str] = field(default_factory=lambda: ["valid_seen", "valid_unseen"])
+    """held-out splits evaluated on a fixed task list"""
+    episodes: int = 64
+    """tasks per split (seeds 0..episodes-1, the same every time)"""
+    temperature: float = 0.4
+    """sampling temperature for evaluation"""
+    every: int = 0
+    """evaluate every this many iterations (0: only before and after training)"""
+
+
+@dataclass
+class TrainConfig:
+    iterations: int = 30
+    """RL iterations"""
+    seed: int = 0
+    """seed of everything (tasks, sampling, initialisation)"""
+    run_dir: str = "runs/default"
+    """where the config, metrics, plots and checkpoints go"""
+    checkpoint_every: int = 1
+    """write a checkpoint every this many iterations (the last one always)"""
+    keep_checkpoints: int = 2
+    """how many recent checkpoints to keep"""
+    device: str = "auto"
+    """auto, cpu or cuda"""
+    threads: int = 0
+    """torch CPU threads (0: leave torch's default)"""
+    tensorboard: bool = True
+    """write TensorBoard logs when tensorboard is installed"""
+    wandb: bool = False
+    """log to Weights & Biases when wandb is installed (offline mode unless WANDB_MODE is set)"""
+    model: ModelConfig = field(default_factory=ModelConfig)
+    """policy model"""
+    env: EnvConfig = field(default_factory=EnvConfig)
+    """environment"""
+    rollout: RolloutConfig = field(default_factory=RolloutConfig)
+    """rollout collection"""
+    algo: AlgoConfig = field(default_factory=AlgoConfig)
+    """algorithm"""
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    """optimisation"""
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    """evaluation"""
+
+    def __post_init__(self) -> None:
+        if self.iterations < 0 or self.checkpoint_every < 1 or self.keep_checkpoints < 1:
+            raise ConfigError("iterations >= 0, checkpoint_every >= 1, keep_checkpoints >= 1")
+        if self.device not in ("auto", "cpu", "cuda"):
+            raise ConfigError(f"device must be auto, cpu or cuda, got {self.device!r}")
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> TrainConfig:
+    """Config from an optional YAML file plus ``key.path=value`` overrides."""
+    data: dict[str, Any] = {}
+    if path is not None:
+        import yaml
+
+        p = Path(path)
+        if not p.is_file():
+            raise ConfigError(f"config file {str(p)!r} does not exist")
+        loaded = yaml.safe_load(p.read_text())
+        if loaded is not None and not isinstance(loaded, dict):
+            raise ConfigError(f"{p}: the top level must be a mapping")
+        data = loaded or {}
+    apply_overrides(data, list(overrides or []))
+    return from_dict(TrainConfig, data)
+
+
+def config_to_dict(cfg: TrainConfig) -> dict[str, Any]:
+    return to_dict(cfg)
