@@ -2,7 +2,7 @@
 
 The rules follow ALFWorld 0.4's PDDL domain (``alfred.pddl``):
 
-* ``go to R`` is always admissible, for every receptacle (the current one included);
+* ``go to R`` is admissible for every receptacle but the current one;
 * ``open R`` / ``close R``: at R, R openable, and closed / open;
 * ``take O from R``: at R, hands empty, O in R, R open or not openable;
 * ``move O to R``: holding O, at R, R open or not openable, and R a place O belongs
@@ -10,12 +10,15 @@ The rules follow ALFWorld 0.4's PDDL domain (``alfred.pddl``):
 * ``clean O with sinkbasin``, ``heat O with microwave``, ``cool O with fridge``: holding O, at the
   appliance, O cleanable / heatable / coolable (the appliance need not be open); heating clears
   "cool" and cooling clears "hot";
-* ``use L``: a lamp at the current receptacle (on it or next to it); it turns on;
-* ``examine R`` at R; ``examine O`` for a held or visible object; ``look``; ``inventory``.
+* ``use L``: a lamp in/on the current receptacle (open or not); it turns on;
+* ``examine R`` at R; ``examine O`` for the held object only; ``look``; ``inventory``; ``help``.
 
-Anything else, including every string that is not exactly one of the admissible commands
-(after lower-casing and collapsing white space), is answered "Nothing happens." and changes
-nothing.
+These are exactly the commands ALFWorld's engine (TextWorld's ``PddlEnv`` grounding the domain
+with Fast Downward) lists as admissible for the same state: it grounds neither ``go to`` the
+current receptacle nor ``examine`` of an object that is not held, although the domain's
+preconditions would allow both. Anything else, including every string that is not exactly one
+of the admissible commands after stripping surrounding white space (ALFWorld's own matching:
+case and inner spacing count), is answered "Nothing happens." and changes nothing.
 """
 
 from __future__ import annotations
@@ -38,8 +41,8 @@ APPLIANCE = {"clean": CLEANER, "heat": HEATER, "cool": COOLER}
 
 
 def normalize(command: str) -> str:
-    """Lower-case and collapse white space; used to match commands against the admissible set."""
-    return " ".join(command.lower().split())
+    """Strip surrounding white space, as ALFWorld's engine does before its exact match."""
+    return command.strip()
 
 
 class HouseholdState:
@@ -72,6 +75,7 @@ class HouseholdState:
             frozenset(OBJECT_BY_NAME[o.type].places) if o.pickupable else frozenset() for o in objs
         ]
         self._goto = [(f"go to {r.id}", ("goto", i, -1)) for i, r in enumerate(recs)]
+        self._goto_from: dict[int | None, dict[str, tuple[str, int, int]]] = {}
         self._cache: dict[str, tuple[str, int, int]] | None = None
 
     # -- queries ------------------------------------------------------------------------------
@@ -80,13 +84,8 @@ class HouseholdState:
         return self.opened[r] or not self.scene.receptacles[r].openable
 
     def contents(self, r: int) -> list[int]:
-        """Objects in/on receptacle ``r`` (not those standing beside it), in scene order."""
-        objs = self.scene.objects
-        return [o for o, w in enumerate(self.where) if w == r and not objs[o].beside]
-
-    def beside(self, r: int) -> list[int]:
-        objs = self.scene.objects
-        return [o for o, w in enumerate(self.where) if w == r and objs[o].beside]
+        """Objects in/on receptacle ``r``, in scene order."""
+        return [o for o, w in enumerate(self.where) if w == r]
 
     def done_state(self, o: int) -> bool:
         """Whether object ``o`` has the state the task asks for (clean/hot/cool, or none)."""
@@ -121,9 +120,10 @@ class HouseholdState:
         if self._cache is not None:
             return self._cache
         recs, objs = self.scene.receptacles, self.scene.objects
-        cmds: dict[str, tuple[str, int, int]] = dict(self._goto)
+        cmds = dict(self._goto_commands())
         cmds["look"] = ("look", -1, -1)
         cmds["inventory"] = ("inventory", -1, -1)
+        cmds["help"] = ("help", -1, -1)
         held = self.held
         if held is not None:
             cmds[f"examine {objs[held].id}"] = ("examine_o", held, -1)
@@ -141,10 +141,7 @@ class HouseholdState:
                 obj = objs[o]
                 if obj.toggleable:
                     cmds[f"use {obj.id}"] = ("use", o, r)
-                if obj.beside or not vis:
-                    continue
-                cmds[f"examine {obj.id}"] = ("examine_o", o, -1)
-                if held is None and obj.pickupable:
+                if vis and held is None and obj.pickupable:
                     cmds[f"take {obj.id} from {rec.id}"] = ("take", o, r)
             if held is not None:
                 hobj = objs[held]
@@ -159,6 +156,14 @@ class HouseholdState:
         self._cache = cmds
         return cmds
 
+    def _goto_commands(self) -> dict[str, tuple[str, int, int]]:
+        """``go to`` every receptacle but the current one (memoised per location)."""
+        found = self._goto_from.get(self.loc)
+        if found is None:
+            found = {cmd: op for cmd, op in self._goto if op[1] != self.loc}
+            self._goto_from[self.loc] = found
+        return found
+
     def admissible(self) -> list[str]:
         """The sorted list of admissible commands in the current state."""
         return sorted(self.commands())
@@ -172,7 +177,7 @@ class HouseholdState:
         if found is None:
             return text.NOTHING_HAPPENS
         op, a, b = found
-        if op not in ("look", "inventory", "examine_o"):
+        if op not in ("look", "inventory", "examine_o", "help"):
             self._cache = None
         return getattr(self, f"_op_{op}")(a, b)
 
@@ -181,7 +186,9 @@ class HouseholdState:
         vis = self.visible(r)
         if vis:
             self.seen[r] = True
-        ids = [self.scene.objects[o].id for o in self.contents(r)] if vis else []
+        ids = (
+            text.display_order([self.scene.objects[o].id for o in self.contents(r)]) if vis else []
+        )
         return text.receptacle_view(rec.id, rec.openable, self.opened[r], ids)
 
     def _op_goto(self, r: int, _: int) -> str:
@@ -240,9 +247,14 @@ class HouseholdState:
 
     def _op_look(self, _: int, __: int) -> str:
         if self.loc is None:
-            return text.room_overview([r.id for r in self.scene.receptacles])
-        ids = [self.scene.objects[o].id for o in self.beside(self.loc)]
-        return text.facing(self.scene.receptacles[self.loc].id, ids)
+            # ALFWorld's look lists the receptacles at the agent's location; at the start there
+            # are none (only the opening text, derived without a location, lists them all)
+            return text.room_overview([])
+        # nothing ever stands beside a receptacle here: every object is in/on one
+        return text.facing(self.scene.receptacles[self.loc].id, [])
+
+    def _op_help(self, _: int, __: int) -> str:
+        return text.HELP
 
     def _op_inventory(self, _: int, __: int) -> str:
         return text.inventory(None if self.held is None else self.scene.objects[self.held].id)

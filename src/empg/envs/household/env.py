@@ -68,7 +68,7 @@ class HouseholdEnv(TextEnv):
         self._scene = generate_scene(self.split, seed, task_type)
         self._state = HouseholdState(self._scene)
         self._won = False
-        overview = text.room_overview([r.id for r in self._scene.receptacles])
+        overview = text.room_overview(text.display_order([r.id for r in self._scene.receptacles]))
         return text.welcome(overview, self._scene.task.instruction), self._info()
 
     def _step(self, action: str) -> tuple[str, float, bool, dict[str, Any]]:

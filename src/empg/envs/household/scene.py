@@ -45,14 +45,14 @@ class Receptacle:
 class Item:
     """A numbered object, e.g. ``id="apple 1"``, and where it starts.
 
-    ``location`` is a receptacle id. ``beside`` is True for an object that stands next to the
-    receptacle rather than in/on it (floor lamps); such objects are listed by ``look``.
+    ``location`` is the id of the receptacle it is in/on. Lamps too stand in/on a receptacle
+    (a floorlamp on a sidetable, say), as in ALFWorld, whose ``use`` action and light goal need
+    the lamp ``inReceptacle`` a receptacle at the agent's location.
     """
 
     id: str
     type: str
     location: str
-    beside: bool
     pickupable: bool
     toggleable: bool
     cleanable: bool
@@ -198,7 +198,6 @@ def _item(oid: str, kind: cat.ObjectKind, location: str) -> Item:
         id=oid,
         type=kind.name,
         location=location,
-        beside=False,
         pickupable=True,
         toggleable=False,
         cleanable=kind.cleanable,
@@ -219,7 +218,6 @@ def _place_lamp(
         id=numberer(lamp_kind),
         type=lamp_kind,
         location=host.id,
-        beside=lamp_kind == "floorlamp",
         pickupable=False,
         toggleable=True,
         cleanable=False,

@@ -1,8 +1,13 @@
 """ALFWorld's sentences: instructions, feedback templates and list rendering.
 
 The wording follows ALFWorld 0.4's grammar file (``alfred.twl2``) and goal templates: lists read
-"a cabinet 1, a cabinet 2, and a fridge 1" (the article is always "a", as in ALFWorld), an empty
+"a cabinet 2, a cabinet 1, and a fridge 1" (the article is always "a", as in ALFWorld), an empty
 list reads "nothing", and any command that is not admissible is answered "Nothing happens.".
+
+Order of lists: ALFWorld's engine lists entities in the sorted order of their ALFRED ids, and its
+demangler numbers the instances of a class from the highest number down along that order; the
+visible result, which :func:`display_order` reproduces, is kinds in alphabetical order and,
+within a kind, numbers from high to low ("a drawer 3, a drawer 2, a drawer 1, a fridge 1").
 """
 
 from __future__ import annotations
@@ -42,6 +47,35 @@ INSTRUCTION_TEMPLATES: dict[str, tuple[str, str]] = {
 def instruction_for(task_type: str, obj: str, target: str, template: int) -> str:
     """The instruction sentence (without the "Your task is to: " prefix)."""
     return INSTRUCTION_TEMPLATES[task_type][template].format(obj=obj, recep=target)
+
+
+#: ALFWorld's answer to ``help`` (its grammar's ``help.feedback``, surrounding newlines stripped)
+HELP = (
+    "Available commands:\n"
+    "  look:                             look around your current location\n"
+    "  inventory:                        check your current inventory\n"
+    "  go to (receptacle):               move to a receptacle\n"
+    "  open (receptacle):                open a receptacle\n"
+    "  close (receptacle):               close a receptacle\n"
+    "  take (object) from (receptacle):  take an object from a receptacle\n"
+    "  move (object) to (receptacle):  place an object in or on a receptacle\n"
+    "  examine (something):              examine a receptacle or an object\n"
+    "  use (object):                     use an object\n"
+    "  heat (object) with (receptacle):  heat an object using a receptacle\n"
+    "  clean (object) with (receptacle): clean an object using a receptacle\n"
+    "  cool (object) with (receptacle):  cool an object using a receptacle\n"
+    "  slice (object) with (object):     slice an object using a sharp object"
+)
+
+
+def display_order(ids: Sequence[str]) -> list[str]:
+    """``"<kind> <n>"`` ids in ALFWorld's listing order: kind ascending, number descending."""
+
+    def key(ident: str) -> tuple[str, int]:
+        kind, _, num = ident.rpartition(" ")
+        return kind, -int(num)
+
+    return sorted(ids, key=key)
 
 
 def listing(ids: Sequence[str]) -> str:
