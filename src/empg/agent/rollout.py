@@ -1,0 +1,292 @@
+"""Grouped multi-turn rollouts: N tasks x a group of n episodes each, stepped together.
+
+::
+
+    cfg = RolloutConfig(env_name="household", env_kwargs={"split": "train"}, group_size=8)
+    batch = collect_rollouts(HFBackend(model, tokenizer), task_seeds=[0, 1, 2, 3], cfg=cfg)
+    table = batch.step_table()          # one row per step, ready for empg.step_outcome_advantages
+
+Each turn, for every live episode: build the prompt with :func:`empg.agent.build_messages`
+(task, last ``history`` (observation, action) pairs, current observation, admissible actions)
+and :func:`empg.agent.render_prompt` (the tokenizer's chat template if it has one), generate ONE
+batch for all live episodes, parse each response with :func:`empg.agent.parse_response`, and step
+every environment through an :class:`~empg.envs.pool.EnvPool`. An invalid response sends
+``INVALID_ACTION`` (the environment answers with its own invalid-action text), is flagged
+``valid=False`` and its step reward is lowered by ``invalid_penalty``.
+
+An environment fault (exception or timeout in the pool) ends only that episode; its step row and
+trajectory carry the reason. ``max_turns`` caps every episode on top of the environment's own
+``max_steps``; a capped episode's last row is ``truncated`` and its reason ``"max_turns"``.
+
+Outcome reward (``RolloutConfig.outcome``), the number group advantages are computed from:
+
+* ``"success"`` (default): 1.0 if the episode was won, else 0.0;
+* ``"reward_sum"``: the sum of the environment's rewards over the episode;
+
+minus ``invalid_penalty`` for every invalid step in both cases (so the penalty reaches the
+outcome-based advantages; with ``invalid_penalty=0`` the outcome is exactly success / reward sum).
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from empg.agent.batch import RolloutBatch, StepRow, Trajectory
+from empg.agent.generation import GenerationBackend, GenerationConfig
+from empg.agent.parsing import INVALID_ACTION, parse_response
+from empg.agent.prompts import PromptConfig, Turn, build_messages, render_prompt
+from empg.envs.core import make
+from empg.envs.pool import EnvPool
+from empg.errors import ConfigError, InputError
+
+OUTCOMES = ("success", "reward_sum")
+
+
+@dataclass(frozen=True)
+class RolloutConfig:
+    """How a batch of grouped rollouts is collected."""
+
+    env_name: str
+    """registered environment name (``empg.envs.names()``)"""
+    env_kwargs: Mapping[str, Any] = field(default_factory=dict)
+    """constructor arguments of every environment (split, max_steps, ...)"""
+    group_size: int = 8
+    """episodes per task (n); all start from the same task seed"""
+    max_turns: int = 30
+    """cap on turns per episode, on top of the environment's own max_steps"""
+    prompt: PromptConfig = field(default_factory=PromptConfig)
+    """prompt settings (history k, admissible actions, compact mode)"""
+    generation: GenerationConfig = field(default_factory=GenerationConfig)
+    """sampling settings of every turn"""
+    invalid_penalty: float = 0.1
+    """subtracted from the reward of a step whose response is invalid (0: no penalty)"""
+    require_think: bool = True
+    """a valid response needs a <think> block before the action"""
+    outcome: str = "success"
+    """outcome reward: "success" (1 if won) or "reward_sum" (sum of env rewards)"""
+    pool_backend: str = "thread"
+    """EnvPool backend used when collect_rollouts builds its own pool"""
+    step_timeout: float | None = 60.0
+    """seconds an environment step may take before its episode is ended (None: no limit)"""
+    reset_timeout: float | None = None
+    """the same for resets"""
+    seed: int | None = None
+    """seed of the sampling generator (None: generation.seed, then random)"""
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.env_name, str) or not self.env_name:
+            raise ConfigError(
+                f"env_name must be a registered environment name, got {self.env_name!r}"
+            )
+        for name in ("group_size", "max_turns"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+                raise ConfigError(f"{name} must be an int >= 1, got {v!r}")
+        if not isinstance(self.invalid_penalty, (int, float)) or not self.invalid_penalty >= 0:
+            raise ConfigError(
+                f"invalid_penalty must be a number >= 0, got {self.invalid_penalty!r}"
+            )
+        if self.outcome not in OUTCOMES:
+            raise ConfigError(f"outcome must be one of {OUTCOMES}, got {self.outcome!r}")
+        if not isinstance(self.prompt, PromptConfig):
+            raise ConfigError(f"prompt must be a PromptConfig, got {type(self.prompt).__name__}")
+        if not isinstance(self.generation, GenerationConfig):
+            raise ConfigError(
+                f"generation must be a GenerationConfig, got {type(self.generation).__name__}"
+            )
+
+
+@dataclass
+class _Episode:
+    """Live state of one episode."""
+
+    traj_id: int
+    group_id: int
+    seed: int
+    task: str = ""
+    observation: str = ""
+    initial_observation: str = ""
+    admissible: list[str] | None = None
+    history: list[Turn] = field(default_factory=list)
+    rows: list[StepRow] = field(default_factory=list)
+    done: bool = False
+    won: bool = False
+    reason: str = ""
+
+
+def env_turn_ids(backend: GenerationBackend, observation: str) -> list[int]:
+    """Tokens of the environment's turn between two responses (sequence layout): a user message
+    holding the observation, rendered by :func:`render_prompt`."""
+    msg = [{"role": "user", "content": f"Observation: {observation}"}]
+    return backend.encode(render_prompt(msg, backend.tokenizer))
+
+
+def _make_generator(cfg: RolloutConfig) -> torch.Generator:
+    g = torch.Generator()
+    seed = cfg.seed if cfg.seed is not None else cfg.generation.seed
+    if seed is None:
+        g.seed()
+    else:
+        g.manual_seed(seed)
+    return g
+
+
+def collect_rollouts(
+    backend: GenerationBackend,
+    task_seeds: Sequence[int],
+    cfg: RolloutConfig,
+    *,
+    pool: EnvPool | None = None,
+    generator: torch.Generator | None = None,
+) -> RolloutBatch:
+    """Run ``len(task_seeds) x cfg.group_size`` episodes to the end and record every step.
+
+    Args:
+        backend: a :class:`~empg.agent.generation.GenerationBackend` (e.g. ``HFBackend``).
+        task_seeds: one environment seed per task (group ``g`` uses ``task_seeds[g]``).
+        cfg: rollout settings.
+        pool: an EnvPool of exactly ``len(task_seeds) * group_size`` environments of
+            ``cfg.env_name`` to reuse (None: one is built and closed here).
+        generator: sampling RNG (None: seeded from ``cfg.seed`` / ``cfg.generation.seed``).
+
+    Returns:
+        A :class:`~empg.agent.batch.RolloutBatch`. Trajectory ``i`` belongs to group
+        ``i // group_size``.
+    """
+    seeds = [int(s) for s in task_seeds]
+    if not seeds:
+        raise InputError("task_seeds must hold at least one seed")
+    if any(s < 0 for s in seeds):
+        raise InputError(f"task seeds must be >= 0, got {seeds}")
+    n = len(seeds) * cfg.group_size
+    own_pool = pool is None
+    if pool is None:
+        fn = functools.partial(make, cfg.env_name, **dict(cfg.env_kwargs))
+        pool = EnvPool(
+            [fn] * n,
+            backend=cfg.pool_backend,
+            step_timeout=cfg.step_timeout,
+            reset_timeout=cfg.reset_timeout,
+        )
+    elif len(pool) != n:
+        raise InputError(
+            f"pool has {len(pool)} environments but {len(seeds)} tasks x group_size "
+            f"{cfg.group_size} = {n} are needed"
+        )
+    if generator is None:
+        generator = _make_generator(cfg)
+    try:
+        episodes = _run(backend, pool, seeds, cfg, generator)
+    finally:
+        if own_pool:
+            pool.close()
+    steps = sorted((r for e in episodes for r in e.rows), key=lambda r: (r.step_index, r.traj_id))
+    return RolloutBatch(
+        steps=steps,
+        trajectories=[_summary(e, cfg) for e in episodes],
+        pad_token_id=backend.pad_token_id,
+        env_turn_ids=functools.partial(env_turn_ids, backend),
+    )
+
+
+def _run(
+    backend: GenerationBackend,
+    pool: EnvPool,
+    seeds: list[int],
+    cfg: RolloutConfig,
+    generator: torch.Generator,
+) -> list[_Episode]:
+    episodes = [
+        _Episode(traj_id=i, group_id=i // cfg.group_size, seed=seeds[i // cfg.group_size])
+        for i in range(len(seeds) * cfg.group_size)
+    ]
+    for e, res in zip(episodes, pool.reset_all([e.seed for e in episodes]), strict=True):
+        e.task = str(res.info.get("task", ""))
+        e.observation = e.initial_observation = res.observation
+        e.admissible = res.info.get("admissible_actions")
+        if "error" in res.info:
+            e.done, e.reason = True, f"error: {res.info['error']}"
+    for turn in range(cfg.max_turns):
+        live = [e for e in episodes if not e.done]
+        if not live:
+            break
+        prompts = []
+        for e in live:
+            msgs = build_messages(
+                cfg.env_name, e.task, e.observation, e.history, e.admissible, cfg.prompt
+            )
+            prompts.append(backend.encode(render_prompt(msgs, backend.tokenizer)))
+        gens = backend.generate(prompts, cfg.generation, generator=generator)
+        parsed = [parse_response(g.text, require_think=cfg.require_think) for g in gens]
+        actions: list[str | None] = [None] * len(episodes)
+        for e, p in zip(live, parsed, strict=True):
+            actions[e.traj_id] = p.action if p.valid else INVALID_ACTION
+        results = pool.step(actions)
+        for e, prompt, g, p in zip(live, prompts, gens, parsed, strict=True):
+            res = results[e.traj_id]
+            assert res is not None  # the pool steps every env it has not finished
+            error = res.info.get("error")
+            capped = turn + 1 == cfg.max_turns and not (res.terminated or res.truncated)
+            penalty = 0.0 if p.valid else float(cfg.invalid_penalty)
+            e.rows.append(
+                StepRow(
+                    traj_id=e.traj_id,
+                    step_index=turn,
+                    group_id=e.group_id,
+                    task_seed=e.seed,
+                    observation=e.observation,
+                    prompt_ids=prompt,
+                    response_ids=g.token_ids,
+                    logprobs=g.logprobs,
+                    entropies=g.entropies,
+                    finish_reason=g.finish_reason,
+                    response_text=g.text,
+                    action=actions[e.traj_id] or INVALID_ACTION,
+                    valid=p.valid,
+                    parse_error=p.error,
+                    env_reward=float(res.reward),
+                    reward=float(res.reward) - penalty,
+                    terminated=bool(res.terminated),
+                    truncated=bool(res.truncated) or capped,
+                    won=bool(res.info.get("won", False)),
+                    task_type=str(res.info.get("task_type", "")),
+                    error=None if error is None else str(error),
+                )
+            )
+            e.history.append(Turn(e.observation, actions[e.traj_id] or INVALID_ACTION))
+            e.observation = res.observation
+            e.admissible = res.info.get("admissible_actions", e.admissible)
+            e.won = bool(res.info.get("won", False))
+            if error is not None:
+                e.done, e.reason = True, f"error: {error}"
+            elif res.terminated:
+                e.done, e.reason = True, "success" if e.won else "terminated"
+            elif res.truncated:
+                e.done, e.reason = True, "truncated"
+            elif capped:
+                e.done, e.reason = True, "max_turns"
+    return episodes
+
+
+def _summary(e: _Episode, cfg: RolloutConfig) -> Trajectory:
+    env_sum = sum(r.env_reward for r in e.rows)
+    invalid = sum(not r.valid for r in e.rows)
+    base = (1.0 if e.won else 0.0) if cfg.outcome == "success" else env_sum
+    return Trajectory(
+        traj_id=e.traj_id,
+        group_id=e.group_id,
+        task_seed=e.seed,
+        initial_observation=e.initial_observation,
+        task=e.task,
+        outcome_reward=base - cfg.invalid_penalty * invalid,
+        env_reward_sum=env_sum,
+        length=len(e.rows),
+        invalid_steps=invalid,
+        won=e.won,
+        reason=e.reason,
+    )

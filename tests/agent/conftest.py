@@ -1,0 +1,116 @@
+"""Shared fixtures: a byte-level BPE tokenizer trained here on environment text and tiny random
+Qwen2 causal LMs built on it (no hub access)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from empg.agent import PromptConfig, build_messages, format_response, render_prompt
+from empg.envs import make
+
+PAD, EOS = "<|pad|>", "<|endoftext|>"
+STEPS = 80
+#: prompt settings the format model is trained with (short prompts keep training cheap)
+FORMAT_PROMPT = PromptConfig(compact=True, show_admissible=False, max_observation_chars=160)
+
+torch.set_num_threads(2)
+
+
+def _corpus() -> list[str]:
+    texts = []
+    for name, split in (("household", "train"), ("shop", "train")):
+        env = make(name, split=split)
+        for seed in range(4):
+            obs, info = env.reset(seed=seed)
+            msgs = build_messages(name, info["task"], obs, (), info.get("admissible_actions"))
+            texts.append(render_prompt(msgs))
+            for _ in range(3):
+                act = env.expert_action()
+                texts.append(format_response(env.expert_thought() or "next", act))
+                res = env.step(act)
+                texts.append(res.observation)
+                if res.terminated or res.truncated:
+                    break
+        env.close()
+    texts.append(format_response("I look around.", "look") * 4)
+    return texts
+
+
+@pytest.fixture(scope="session")
+def tokenizer():
+    """Byte-level BPE (vocab 400) wrapped in PreTrainedTokenizerFast, left padding."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=400,
+        special_tokens=[PAD, EOS],
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    tok.train_from_iterator(_corpus(), trainer=trainer)
+    return PreTrainedTokenizerFast(
+        tokenizer_object=tok, pad_token=PAD, eos_token=EOS, padding_side="left"
+    )
+
+
+def tiny_qwen2(vocab_size: int, seed: int = 0, hidden: int = 48, layers: int = 2):
+    """A randomly initialised Qwen2 causal LM in eval mode (float32)."""
+    from transformers import Qwen2Config, Qwen2ForCausalLM
+
+    cfg = Qwen2Config(
+        vocab_size=vocab_size,
+        hidden_size=hidden,
+        intermediate_size=2 * hidden,
+        num_hidden_layers=layers,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=4096,
+        tie_word_embeddings=True,
+    )
+    torch.manual_seed(seed)
+    return Qwen2ForCausalLM(cfg).eval()
+
+
+@pytest.fixture(scope="session")
+def model(tokenizer):
+    """Tiny random Qwen2 (hidden 48, 2 layers) over the fixture tokenizer's vocabulary."""
+    return tiny_qwen2(len(tokenizer))
+
+
+@pytest.fixture(scope="session")
+def format_model(tokenizer):
+    """Tiny Qwen2 briefly trained (here, a few seconds) to answer household prompts with
+    ``<think>...</think><action>...</action>`` so rollouts see both valid and invalid answers."""
+    torch.manual_seed(1)
+    m = tiny_qwen2(len(tokenizer), seed=1).train()
+    env = make("household", split="train")
+    cfg = FORMAT_PROMPT
+    pairs = []
+    for seed in range(6):
+        obs, info = env.reset(seed=seed)
+        for _ in range(2):
+            prompt = render_prompt(build_messages("household", info["task"], obs, (), None, cfg))
+            act = env.expert_action()
+            target = format_response("go", act) + EOS
+            pairs.append((tokenizer.encode(prompt), tokenizer.encode(target)))
+            res = env.step(act)
+            obs = res.observation
+    width = max(len(p) + len(t) for p, t in pairs)
+    ids = torch.full((len(pairs), width), tokenizer.pad_token_id)
+    labels = torch.full((len(pairs), width), -100)
+    attn = torch.zeros((len(pairs), width), dtype=torch.long)
+    for i, (p, t) in enumerate(pairs):  # right padding for training
+        ids[i, : len(p) + len(t)] = torch.tensor(p + t)
+        labels[i, len(p) : len(p) + len(t)] = torch.tensor(t)
+        attn[i, : len(p) + len(t)] = 1
+    opt = torch.optim.AdamW(m.parameters(), lr=3e-3)
+    for _ in range(STEPS):
+        m(input_ids=ids, attention_mask=attn, labels=labels).loss.backward()
+        opt.step()
+        opt.zero_grad()
+    return m.eval()

@@ -1,0 +1,222 @@
+"""HFBackend: recorded log-probs/entropies match a full forward pass, seeds, stops, padding."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+import empg
+from empg.agent.generation import GenerationConfig, HFBackend, sample_next
+from empg.errors import ConfigError, InputError
+
+torch.set_num_threads(2)
+
+TEXTS = [
+    "You are in the middle of a room.",
+    "Your task is to: put a clean apple in fridge. You see a cabinet 1, a cabinet 2, a "
+    "countertop 1, a drawer 1, a fridge 1, a microwave 1, a sinkbasin 1 and a toaster 1.",
+    "go to",
+    "<think>I need the apple.</think><action>take apple 1 from countertop 1</action> Nothing "
+    "happens. You arrive at countertop 1. On the countertop 1, you see an apple 1.",
+]
+
+
+@pytest.fixture(scope="module")
+def backend(model, tokenizer):
+    return HFBackend(model, tokenizer)
+
+
+def prompts(tokenizer):
+    return [tokenizer.encode(t) for t in TEXTS]
+
+
+def full_forward(model, prompt_ids, outs, temperature):
+    """Log-probs/entropies of the generated tokens from ONE forward pass over prompt+response,
+    left-padded, computed with the core's token_logprobs_and_entropy."""
+    seqs = [list(p) + o.token_ids.tolist() for p, o in zip(prompt_ids, outs, strict=True)]
+    width = max(len(s) for s in seqs)
+    ids = torch.zeros((len(seqs), width), dtype=torch.long)
+    mask = torch.zeros_like(ids)
+    for i, s in enumerate(seqs):
+        ids[i, width - len(s) :] = torch.tensor(s)
+        mask[i, width - len(s) :] = 1
+    pos = (mask.cumsum(-1) - 1).clamp_min(0)
+    with torch.no_grad():
+        logits = model(input_ids=ids, attention_mask=mask, position_ids=pos).logits
+    res = []
+    for i, o in enumerate(outs):
+        t = len(o)
+        lg = logits[i, width - t - 1 : width - 1]  # positions that predict the response
+        res.append(empg.token_logprobs_and_entropy(lg, o.token_ids, temperature=temperature))
+    return res
+
+
+@pytest.mark.parametrize(("temperature", "top_p"), [(1.0, 1.0), (0.7, 0.9), (0.0, 1.0), (1.3, 0.5)])
+def test_recorded_numbers_match_full_forward(backend, model, tokenizer, temperature, top_p):
+    p = prompts(tokenizer)
+    cfg = GenerationConfig(max_new_tokens=12, temperature=temperature, top_p=top_p, seed=3)
+    outs = backend.generate(p, cfg)
+    ref = full_forward(model, p, outs, temperature if temperature > 0 else 1.0)
+    for o, (lp, ent) in zip(outs, ref, strict=True):
+        assert o.logprobs.dtype == torch.float32 and o.entropies.dtype == torch.float32
+        assert o.logprobs.shape == o.entropies.shape == o.token_ids.shape
+        torch.testing.assert_close(o.logprobs, lp, atol=1e-4, rtol=0)
+        torch.testing.assert_close(o.entropies, ent, atol=1e-4, rtol=0)
+
+
+def test_greedy_tokens_are_argmax_of_full_forward(backend, model, tokenizer):
+    p = prompts(tokenizer)
+    outs = backend.generate(p, GenerationConfig(max_new_tokens=8, temperature=0, stop_strings=()))
+    seqs = [list(a) + o.token_ids.tolist() for a, o in zip(p, outs, strict=True)]
+    for s, o in zip(seqs, outs, strict=True):
+        with torch.no_grad():
+            logits = model(input_ids=torch.tensor([s])).logits[0]
+        t = len(o)
+        assert logits[len(s) - t - 1 : len(s) - 1].argmax(-1).tolist() == o.token_ids.tolist()
+
+
+def test_left_padding_alone_equals_in_batch(backend, tokenizer):
+    cfg = GenerationConfig(max_new_tokens=10, temperature=0, stop_strings=())
+    p = prompts(tokenizer)
+    short = p[2]  # the shortest prompt, padded most in the batch
+    assert len(short) < min(len(x) for i, x in enumerate(p) if i != 2)
+    alone = backend.generate([short], cfg)[0]
+    batched = backend.generate(p, cfg)[2]
+    assert alone.token_ids.tolist() == batched.token_ids.tolist()
+    torch.testing.assert_close(alone.logprobs, batched.logprobs, atol=1e-4, rtol=0)
+
+
+def test_same_seed_same_tokens_different_seed_differs(backend, tokenizer):
+    p = prompts(tokenizer)
+    cfg = GenerationConfig(max_new_tokens=10, seed=11, stop_strings=())
+    a = backend.generate(p, cfg)
+    b = backend.generate(p, cfg)
+    c = backend.generate(p, GenerationConfig(max_new_tokens=10, seed=12, stop_strings=()))
+    assert [o.token_ids.tolist() for o in a] == [o.token_ids.tolist() for o in b]
+    assert [o.token_ids.tolist() for o in a] != [o.token_ids.tolist() for o in c]
+    # an explicit generator continues its stream: two calls differ, re-seeding repeats them
+    g = torch.Generator().manual_seed(5)
+    first = backend.generate(p, cfg, generator=g)
+    second = backend.generate(p, cfg, generator=g)
+    again = backend.generate(p, cfg, generator=torch.Generator().manual_seed(5))
+    assert [o.token_ids.tolist() for o in first] != [o.token_ids.tolist() for o in second]
+    assert [o.token_ids.tolist() for o in first] == [o.token_ids.tolist() for o in again]
+
+
+def test_stop_string_ends_at_first_occurrence(backend, tokenizer):
+    # a random model emits the letter "e" often: make it a stop string
+    p = prompts(tokenizer) * 4
+    outs = backend.generate(p, GenerationConfig(max_new_tokens=40, stop_strings=("e",), seed=0))
+    reasons = [o.finish_reason for o in outs]
+    assert "stop" in reasons
+    for o in outs:
+        ids = o.token_ids.tolist()
+        before = tokenizer.decode(ids[:-1], skip_special_tokens=True)
+        assert "e" not in before  # nothing before the last token completed a stop string
+        if o.finish_reason == "stop":
+            assert "e" in o.text
+        elif o.finish_reason == "length":
+            assert len(ids) == 40 and "e" not in o.text
+        else:
+            assert ids[-1] == tokenizer.eos_token_id
+
+
+def test_multi_token_stop_string(format_model, tokenizer):
+    """The format-trained fixture model writes '</action>' (several tokens): rows stop on the
+    token that completes it, wherever in the batch they are."""
+    from conftest import FORMAT_PROMPT
+    from empg.agent import build_messages, render_prompt
+
+    stop = "</action>"
+    assert len(tokenizer.encode(stop)) > 1
+    obs = "You are in the middle of a room. Looking around you, you see a drawer 1."
+    text = render_prompt(
+        build_messages("household", "put a cup in drawer.", obs, (), None, FORMAT_PROMPT)
+    )
+    p = [tokenizer.encode(text)] * 16 + prompts(tokenizer)
+    outs = HFBackend(format_model, tokenizer).generate(
+        p, GenerationConfig(max_new_tokens=30, stop_strings=(stop,), seed=0)
+    )
+    assert sum(o.finish_reason == "stop" for o in outs) >= 4
+    for o in outs:
+        if o.finish_reason == "stop":
+            assert stop in o.text
+            assert stop not in tokenizer.decode(o.token_ids[:-1].tolist())
+        else:
+            assert stop not in o.text
+
+
+def test_early_finishers_leave_the_batch(backend, model, tokenizer):
+    """Rows that finish early stop costing compute: count the rows fed to the model."""
+    seen: list[int] = []
+    hook = model.register_forward_pre_hook(
+        lambda mod, args, kw: seen.append(kw["input_ids"].shape[0]), with_kwargs=True
+    )
+    try:
+        p = prompts(tokenizer) * 4
+        outs = backend.generate(p, GenerationConfig(max_new_tokens=25, stop_strings=("e",), seed=2))
+    finally:
+        hook.remove()
+    lengths = sorted(len(o) for o in outs)
+    assert lengths[0] < lengths[-1]  # some rows did finish early
+    # prefill has all 16 rows; decode call j (producing token j+1) runs the rows still going
+    expected = [len(p)] + [sum(n > j for n in lengths) for j in range(1, max(lengths))]
+    assert seen == expected
+    assert sum(seen[1:]) < len(p) * (max(lengths) - 1)
+
+
+def test_eos_from_generation_config_is_kept_and_ends_the_row(tokenizer):
+    """EOS ids come from the tokenizer AND model.generation_config (which may list several)."""
+    from conftest import tiny_qwen2
+
+    m = tiny_qwen2(len(tokenizer), seed=4)
+    eos = set(range(2, 120))
+    m.generation_config.eos_token_id = sorted(eos)
+    b = HFBackend(m, tokenizer)
+    assert b.eos_ids == eos | {tokenizer.eos_token_id}
+    outs = b.generate(prompts(tokenizer) * 3, GenerationConfig(max_new_tokens=20, seed=0))
+    assert {o.finish_reason for o in outs} >= {"eos"}
+    for o in outs:
+        ids = o.token_ids.tolist()
+        assert not (set(ids[:-1]) & b.eos_ids)
+        assert (ids[-1] in b.eos_ids) == (o.finish_reason == "eos")
+
+
+def test_top_p_samples_inside_the_nucleus():
+    torch.manual_seed(0)
+    logits = torch.randn(64, 50) * 3
+    cfg = GenerationConfig(temperature=1.0, top_p=0.5)
+    tok = sample_next(logits, cfg, torch.Generator().manual_seed(0))
+    probs = torch.softmax(logits, -1)
+    for i in range(64):
+        ahead = probs[i][probs[i] > probs[i, tok[i]]].sum()
+        assert float(ahead) < 0.5
+    greedy = sample_next(logits, GenerationConfig(temperature=0), None)
+    assert greedy.tolist() == logits.argmax(-1).tolist()
+    tiny = sample_next(logits, GenerationConfig(top_p=1e-6), torch.Generator().manual_seed(1))
+    assert tiny.tolist() == logits.argmax(-1).tolist()
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"max_new_tokens": 0}, "max_new_tokens"),
+        ({"temperature": -1.0}, "temperature"),
+        ({"top_p": 0.0}, "top_p"),
+        ({"top_p": 1.5}, "top_p"),
+        ({"stop_strings": "</action>"}, "tuple"),
+        ({"stop_strings": ("",)}, "non-empty"),
+        ({"seed": -3}, "seed"),
+    ],
+)
+def test_config_validation(kwargs, match):
+    with pytest.raises(ConfigError, match=match):
+        GenerationConfig(**kwargs)
+
+
+def test_input_errors(backend):
+    with pytest.raises(InputError, match="empty prompt"):
+        backend.generate([[1, 2], []], GenerationConfig())
+    with pytest.raises(InputError, match="GenerationConfig"):
+        backend.generate([[1, 2]], {"max_new_tokens": 3})
+    assert backend.generate([], GenerationConfig()) == []
