@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import Any, TextIO
 
 import empg
+from empg.train import cli as _tcli
 
 
 @dataclass(frozen=True)
@@ -220,10 +221,86 @@ def _run_play(args: argparse.Namespace) -> int:
         env.close()
 
 
+# -- empg sft ---------------------------------------------------------------------------------
+def _configure_sft(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--env", default="household", help="environment whose expert makes the data")
+    p.add_argument("--out", required=True, help="folder to save the model and tokenizer to")
+    p.add_argument("--steps", type=int, default=None, help="SFT optimiser steps")
+    p.add_argument("--episodes", type=int, default=None, help="expert episodes of SFT data")
+    p.add_argument(
+        "--random-action-prob",
+        type=float,
+        default=None,
+        help="share of random actions executed in the data episodes",
+    )
+    p.add_argument("--seed", type=int, default=0, help="SFT seed")
+    p.add_argument(
+        "--tokenizer-episodes",
+        type=int,
+        default=None,
+        help="expert episodes per environment for the tokenizer corpus",
+    )
+    p.add_argument("--vocab-size", type=int, default=None, help="tokenizer vocabulary size")
+    p.add_argument(
+        "--eval-episodes",
+        type=int,
+        default=0,
+        help="then play this many held-out episodes greedily and print success",
+    )
+
+
+def _run_sft(args: argparse.Namespace) -> int:
+    import dataclasses
+
+    from empg.errors import EmpgError
+    from empg.models.default import build_policy
+    from empg.models.evaluate import EvalConfig, evaluate_policy
+    from empg.models.sft import SFTConfig
+    from empg.models.tokenizer import TokenizerConfig
+
+    def pick(**kw: Any) -> dict[str, Any]:
+        return {k: v for k, v in kw.items() if v is not None}
+
+    try:
+        sft = SFTConfig(
+            env=args.env,
+            seed=args.seed,
+            **pick(
+                steps=args.steps, episodes=args.episodes, random_action_prob=args.random_action_prob
+            ),
+        )
+        tok = TokenizerConfig(
+            **pick(episodes_per_env=args.tokenizer_episodes, vocab_size=args.vocab_size)
+        )
+        model, tokenizer, info = build_policy(args.out, args.env, sft=sft, tokenizer_config=tok)
+    except EmpgError as exc:
+        print(f"empg: {exc}", file=sys.stderr)
+        return 2
+    print(
+        f"saved {args.out}: {info['parameters']:,} parameters, vocabulary {info['vocab_size']}, "
+        f"{info['sft_examples']} examples, final loss {info['sft_final_loss']:.4f}, "
+        f"built in {info['build_seconds']:.1f} s"
+    )
+    if args.eval_episodes > 0:
+        cfg = EvalConfig(env=args.env, episodes=args.eval_episodes, prompt=sft.prompt)
+        split = {"shop": "valid", "search": "test_id"}.get(args.env, cfg.split)
+        res = evaluate_policy(model, tokenizer, dataclasses.replace(cfg, split=split))
+        print(
+            f"held-out success {res.success_rate:.1%} over {args.eval_episodes} episodes "
+            f"({split}, greedy, horizon {cfg.horizon}), invalid responses "
+            f"{res.invalid_rate:.1%}"
+        )
+    return 0
+
+
 # -- entry point ------------------------------------------------------------------------------
 COMMANDS: dict[str, Command] = {
     "envs": Command("list the registered environments", _configure_envs, _run_envs),
     "play": Command("play an environment in the terminal", _configure_play, _run_play),
+    "train": Command(
+        "train an agent with GRPO/DAPO (+EMPG)", _tcli.configure_train, _tcli.run_train
+    ),
+    "eval": Command("evaluate a policy on held-out splits", _tcli.configure_eval, _tcli.run_eval),
 }
 
 

@@ -58,7 +58,7 @@ class EnvConfig:
 
 
 @dataclass
-class RolloutConfig:
+class RolloutSettings:
     tasks_per_batch: int = 8
     """N distinct tasks per iteration (after dynamic sampling, if on)"""
     group_size: int = 8
@@ -215,7 +215,7 @@ class TrainConfig:
     """policy model"""
     env: EnvConfig = field(default_factory=EnvConfig)
     """environment"""
-    rollout: RolloutConfig = field(default_factory=RolloutConfig)
+    rollout: RolloutSettings = field(default_factory=RolloutSettings)
     """rollout collection"""
     algo: AlgoConfig = field(default_factory=AlgoConfig)
     """algorithm"""

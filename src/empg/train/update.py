@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import torch
 
 from empg.algos.losses import aggregate_loss, kl_penalty, masked_mean, ppo_policy_loss
-from empg.errors import EmpgError
+from empg.errors import EmpgError, NonFiniteError
 from empg.train.config import AlgoConfig, OptimConfig
 from empg.train.policy import pack_rows, response_logprobs_and_entropy
 
@@ -123,9 +123,13 @@ def ppo_update(
                     pad_id,
                     device,
                 )
-                lp, ent = response_logprobs_and_entropy(
-                    model, rows, temperature=temperature, chunk_size=chunk_size
-                )
+                try:
+                    lp, ent = response_logprobs_and_entropy(
+                        model, rows, temperature=temperature, chunk_size=chunk_size
+                    )
+                except NonFiniteError:  # the model itself produced NaN/inf logits
+                    finite = False
+                    break
                 width = lp.shape[1]
                 mask = batch.response_mask[idx][:, :width].to(device)
                 old = batch.old_logprobs[idx][:, :width].to(device)

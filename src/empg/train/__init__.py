@@ -1,0 +1,1 @@
+"""The single-machine RL trainer: typed config, loop, checkpoints, metrics, plots."""

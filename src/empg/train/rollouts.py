@@ -1,0 +1,156 @@
+"""The trainer's view of rollouts: per-iteration seeding, dynamic sampling, evaluation.
+
+All randomness of iteration ``it`` derives from ``(seed, it, round)``, never from a stream
+carried across iterations, so a resumed run repeats exactly what an uninterrupted one does.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections import defaultdict
+from typing import Any
+
+import numpy as np
+import torch
+
+from empg.agent.batch import RolloutBatch
+from empg.agent.generation import GenerationConfig
+from empg.agent.prompts import PromptConfig
+from empg.agent.rollout import RolloutConfig, collect_rollouts
+from empg.algos.dapo import dynamic_sampling_mask
+from empg.train.config import TrainConfig
+
+
+def derived_seed(*parts: int) -> int:
+    """A 63-bit seed derived from integers (stable across processes and platforms)."""
+    return int(np.random.SeedSequence([int(p) for p in parts]).generate_state(2, np.uint64)[0] >> 1)
+
+
+def prompt_config(cfg: TrainConfig) -> PromptConfig:
+    r = cfg.rollout
+    return PromptConfig(
+        history=r.history, show_admissible=r.show_admissible, compact=r.compact_prompt
+    )
+
+
+def rollout_config(
+    cfg: TrainConfig, split: str, *, temperature: float, group_size: int
+) -> RolloutConfig:
+    r = cfg.rollout
+    return RolloutConfig(
+        env_name=cfg.env.name,
+        env_kwargs={**cfg.env.kwargs, "split": split},
+        group_size=group_size,
+        max_turns=cfg.env.max_turns,
+        prompt=prompt_config(cfg),
+        generation=GenerationConfig(
+            max_new_tokens=r.max_new_tokens, temperature=temperature, top_p=r.top_p
+        ),
+        invalid_penalty=r.invalid_penalty,
+    )
+
+
+def merge_batches(batches: list[RolloutBatch], keep_groups: list[set[int]]) -> RolloutBatch:
+    """Concatenate batches keeping only ``keep_groups[i]`` of batch ``i``; ids are renumbered
+    so trajectories and groups stay unique and dense."""
+    steps, trajs = [], []
+    traj_map: dict[tuple[int, int], int] = {}
+    group_map: dict[tuple[int, int], int] = {}
+    for b, (batch, keep) in enumerate(zip(batches, keep_groups, strict=True)):
+        for t in batch.trajectories:
+            if t.group_id not in keep:
+                continue
+            group_map.setdefault((b, t.group_id), len(group_map))
+            traj_map[(b, t.traj_id)] = len(traj_map)
+            trajs.append(
+                dataclasses.replace(
+                    t, traj_id=traj_map[(b, t.traj_id)], group_id=group_map[(b, t.group_id)]
+                )
+            )
+        for s in batch.steps:
+            if (b, s.traj_id) in traj_map:
+                steps.append(
+                    dataclasses.replace(
+                        s, traj_id=traj_map[(b, s.traj_id)], group_id=group_map[(b, s.group_id)]
+                    )
+                )
+    first = batches[0]
+    return RolloutBatch(
+        steps=steps,
+        trajectories=trajs,
+        pad_token_id=first.pad_token_id,
+        env_turn_ids=first.env_turn_ids,
+    )
+
+
+def collect_training_batch(backend, cfg: TrainConfig, iteration: int) -> tuple[RolloutBatch, dict]:
+    """Grouped rollouts for one iteration, with DAPO dynamic sampling when enabled."""
+    r = cfg.rollout
+    rcfg = rollout_config(
+        cfg, cfg.env.train_split, temperature=r.temperature, group_size=r.group_size
+    )
+    batches, keeps = [], []
+    kept = 0
+    sampled_groups = 0
+    rounds = 1 + (r.max_resample_rounds if cfg.algo.dynamic_sampling else 0)
+    for rnd in range(rounds):
+        need = r.tasks_per_batch - kept
+        if need <= 0:
+            break
+        rng = np.random.default_rng(derived_seed(cfg.seed, iteration, rnd, 1))
+        seeds = rng.integers(0, 2**31 - 1, size=need).tolist()
+        gen = torch.Generator().manual_seed(derived_seed(cfg.seed, iteration, rnd, 2))
+        batch = collect_rollouts(backend, seeds, rcfg, generator=gen)
+        sampled_groups += need
+        groups = {t.group_id for t in batch.trajectories}
+        if cfg.algo.dynamic_sampling:
+            rew = torch.tensor([t.outcome_reward for t in batch.trajectories], dtype=torch.float32)
+            gid = torch.tensor([t.group_id for t in batch.trajectories])
+            ok = dynamic_sampling_mask(rew, gid)
+            groups = {int(g) for g, k in zip(gid.tolist(), ok.tolist(), strict=True) if k}
+        batches.append(batch)
+        keeps.append(groups)
+        kept += len(groups)
+    merged = merge_batches(batches, keeps)
+    all_trajs = [t for b in batches for t in b.trajectories]
+    stats = {
+        "rollout/success_rate": float(np.mean([t.won for t in all_trajs])),
+        "rollout/reward_mean": float(np.mean([t.outcome_reward for t in all_trajs])),
+        "rollout/steps_mean": float(np.mean([t.length for t in all_trajs])),
+        "rollout/invalid_rate": sum(t.invalid_steps for t in all_trajs)
+        / max(1, sum(t.length for t in all_trajs)),
+        "rollout/groups_sampled": sampled_groups,
+        "rollout/groups_kept": len({t.group_id for t in merged.trajectories}),
+        "rollout/rounds": len(batches),
+        "rollout/step_rows": len(merged.steps),
+    }
+    return merged, stats
+
+
+def evaluate(backend, cfg: TrainConfig, iteration: int) -> dict[str, Any]:
+    """Success (overall and per task type), mean reward, mean steps and invalid-action rate on
+    the fixed held-out task list of every eval split (seeds 0..episodes-1, fixed sampling seed)."""
+    out: dict[str, Any] = {"kind": "eval", "iteration": iteration}
+    for split in cfg.eval.splits:
+        rcfg = rollout_config(cfg, split, temperature=cfg.eval.temperature, group_size=1)
+        gen = torch.Generator().manual_seed(derived_seed(cfg.seed, 7_777))
+        batch = collect_rollouts(backend, list(range(cfg.eval.episodes)), rcfg, generator=gen)
+        trajs = batch.trajectories
+        by_type: dict[str, list[bool]] = defaultdict(list)
+        first_type = {}
+        for s in batch.steps:
+            first_type.setdefault(s.traj_id, s.task_type)
+        for t in trajs:
+            by_type[first_type.get(t.traj_id, "unknown")].append(t.won)
+        p = f"eval/{split}"
+        out[f"{p}/success_rate"] = float(np.mean([t.won for t in trajs]))
+        out[f"{p}/reward_mean"] = float(np.mean([t.env_reward_sum for t in trajs]))
+        out[f"{p}/steps_mean"] = float(np.mean([t.length for t in trajs]))
+        out[f"{p}/invalid_rate"] = sum(t.invalid_steps for t in trajs) / max(
+            1, sum(t.length for t in trajs)
+        )
+        for tt, wins in sorted(by_type.items()):
+            out[f"{p}/success/{tt}"] = float(np.mean(wins))
+    rates = [out[f"eval/{s}/success_rate"] for s in cfg.eval.splits]
+    out["eval/success_rate"] = float(np.mean(rates)) if rates else float("nan")
+    return out

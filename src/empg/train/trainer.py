@@ -1,0 +1,314 @@
+"""The RL trainer: GRPO / DAPO (a preset of knobs) with or without EMPG, on any registered text
+environment and any Hugging Face causal LM.
+
+One iteration::
+
+    rollouts (grouped, dynamic sampling)          -> step rows
+    recompute old log-probs + entropies (no grad) -> the entropy EMPG uses, as in the paper
+    outcome advantages (core registry) per step   -> EMPG modulation (core) when enabled
+    PPO epochs over mini-batches                  -> AdamW, grad clip, LR schedule
+    metrics.jsonl / TensorBoard / W&B, checkpoint (atomic), periodic evaluation
+
+Everything numeric is a call into :mod:`empg.algos`; this module only orchestrates.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from empg.errors import ConfigError
+from empg.train.advantages import batch_advantages
+from empg.train.checkpoint import (
+    latest_checkpoint,
+    load_optimizer,
+    load_trainer_state,
+    save_checkpoint,
+    set_rng_state,
+)
+from empg.train.config import TrainConfig, config_to_dict
+from empg.train.metrics import MetricsLogger
+from empg.train.rollouts import collect_training_batch, derived_seed, evaluate
+from empg.train.update import UpdateBatch, ppo_update, recompute_logprobs
+
+
+@dataclass
+class TrainResult:
+    run_dir: Path
+    before: dict[str, Any] = field(default_factory=dict)
+    after: dict[str, Any] = field(default_factory=dict)
+    iterations_done: int = 0
+
+
+def _device(cfg: TrainConfig) -> torch.device:
+    if cfg.device == "cuda" or (cfg.device == "auto" and torch.cuda.is_available()):
+        if not torch.cuda.is_available():
+            raise ConfigError("device=cuda but no CUDA device is available")
+        return torch.device("cuda")
+    return torch.device("cpu")
+
+
+def load_model(cfg: TrainConfig, path: str | None = None):
+    """(model, tokenizer) for ``cfg.model`` (or a checkpoint folder ``path``)."""
+    from empg.models.default import default_policy, load_policy
+
+    if path is None and cfg.model.path == "default":
+        model, tokenizer, _ = default_policy(
+            env=cfg.env.name if cfg.env.name == "household" else "household"
+        )
+    else:
+        model, tokenizer = load_policy(path or cfg.model.path)
+    if cfg.model.lora_rank > 0 and path is None:
+        try:
+            from peft import LoraConfig, get_peft_model
+        except ImportError as e:
+            raise ConfigError("model.lora_rank > 0 needs PEFT: pip install peft") from e
+        model = get_peft_model(
+            model,
+            LoraConfig(
+                r=cfg.model.lora_rank, lora_alpha=cfg.model.lora_alpha, task_type="CAUSAL_LM"
+            ),
+        )
+    return model, tokenizer
+
+
+class Trainer:
+    def __init__(
+        self, cfg: TrainConfig, *, resume: bool = False, log: Callable[[str], None] = print
+    ):
+        self.cfg = cfg
+        self.log = log
+        self.run_dir = Path(cfg.run_dir)
+        self.device = _device(cfg)
+        if cfg.threads > 0:
+            torch.set_num_threads(cfg.threads)
+        torch.manual_seed(cfg.seed)
+        self.resume_from = latest_checkpoint(self.run_dir) if resume else None
+        if resume and self.resume_from is None:
+            log(f"[empg] --resume: no checkpoint in {self.run_dir}; starting from scratch")
+        self._check_run_dir(resume)
+        _quiet_transformers()
+        self.model, self.tokenizer = load_model(cfg)
+        self.ref_model = None
+        if cfg.algo.kl_coef > 0:
+            self.ref_model = copy.deepcopy(self.model).eval().requires_grad_(False).to(self.device)
+        if self.resume_from is not None:
+            from transformers import AutoModelForCausalLM
+
+            self.model = AutoModelForCausalLM.from_pretrained(
+                str(self.resume_from / "model"), dtype=torch.float32, attn_implementation="sdpa"
+            )
+        self.model.to(self.device)
+        self.pad_id = self.tokenizer.pad_token_id
+        self.optimizer = torch.optim.AdamW(
+            [p for p in self.model.parameters() if p.requires_grad],
+            lr=cfg.optim.lr,
+            weight_decay=cfg.optim.weight_decay,
+        )
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, self._lr_factor)
+        self.state: dict[str, Any] = {"iteration": 0, "bad_streak": 0, "before": {}}
+        if self.resume_from is not None:
+            load_optimizer(self.resume_from, self.optimizer, self.scheduler)
+            self.state = load_trainer_state(self.resume_from)
+            set_rng_state(self.state["rng"])
+        from empg.agent.generation import HFBackend
+
+        self.backend = HFBackend(self.model, self.tokenizer)
+        self.metrics = MetricsLogger(
+            self.run_dir, tensorboard=cfg.tensorboard, wandb=cfg.wandb, config=config_to_dict(cfg)
+        )
+        if self.resume_from is not None:
+            self.metrics.truncate_after(int(self.state["iteration"]))
+
+    def _check_run_dir(self, resume: bool) -> None:
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        saved = self.run_dir / "config.json"
+        mine = config_to_dict(self.cfg)
+        if self.resume_from is not None and saved.exists():
+            old = json.loads(saved.read_text())
+            diff = sorted(
+                k for k in set(old) | set(mine) if k != "iterations" and old.get(k) != mine.get(k)
+            )
+            if diff:
+                raise ConfigError(
+                    f"--resume: the config differs from the run's saved config in {diff}; only "
+                    "'iterations' may change when resuming"
+                )
+        elif not resume and (self.run_dir / "metrics.jsonl").exists():
+            raise ConfigError(
+                f"{self.run_dir} already holds a run; pass --resume to continue it or choose "
+                "another run_dir"
+            )
+        saved.write_text(json.dumps(mine, indent=2))
+        try:
+            import yaml
+
+            (self.run_dir / "config.yaml").write_text(yaml.safe_dump(mine, sort_keys=False))
+        except ImportError:
+            pass
+
+    def _lr_factor(self, it: int) -> float:
+        o = self.cfg.optim
+        if o.warmup_iters and it < o.warmup_iters:
+            return (it + 1) / o.warmup_iters
+        if o.schedule == "cosine":
+            span = max(1, self.cfg.iterations - o.warmup_iters)
+            return 0.5 * (1 + math.cos(math.pi * min(1.0, (it - o.warmup_iters) / span)))
+        return 1.0
+
+    # ------------------------------------------------------------------------------------------
+    def evaluate(self, iteration: int) -> dict[str, Any]:
+        self.model.eval()
+        t0 = time.perf_counter()
+        record = evaluate(self.backend, self.cfg, iteration)
+        record["time/eval_s"] = time.perf_counter() - t0
+        self.metrics.log(record)
+        return record
+
+    def iteration(self, it: int) -> dict[str, Any]:
+        cfg, algo = self.cfg, self.cfg.algo
+        timings = {}
+        t0 = time.perf_counter()
+        self.model.eval()
+        batch, record = collect_training_batch(self.backend, cfg, it)
+        timings["time/rollout_s"] = time.perf_counter() - t0
+        record.update({"kind": "train", "iteration": it, "lr": self.scheduler.get_last_lr()[0]})
+        if not batch.steps:
+            record["actor/skipped_updates"] = 1.0
+            self.log(f"[empg] iteration {it}: no group with outcome variance; update skipped")
+            return {**record, **timings}
+        # recompute old log-probs and entropies with the current policy
+        t1 = time.perf_counter()
+        prompts = [list(s.prompt_ids) for s in batch.steps]
+        responses = [s.response_ids.tolist() for s in batch.steps]
+        temp = cfg.rollout.temperature if cfg.rollout.temperature > 0 else 1.0
+        chunk = cfg.model.chunk_size or None
+        micro = cfg.optim.micro_batch_steps
+        old_lp, ent, mask = recompute_logprobs(
+            self.model,
+            prompts,
+            responses,
+            pad_id=self.pad_id,
+            micro_batch=micro,
+            temperature=temp,
+            chunk_size=chunk,
+        )
+        table = batch.step_table()
+        width = old_lp.shape[1]
+        roll_lp = table.old_logprobs[:, :width]
+        record["numerics/max_logprob_diff"] = float((old_lp - roll_lp).abs()[mask].max())
+        record["rollout/entropy_mean"] = float(ent[mask].mean())
+        ref_lp = None
+        if self.ref_model is not None:
+            ref_lp, _, _ = recompute_logprobs(
+                self.ref_model,
+                prompts,
+                responses,
+                pad_id=self.pad_id,
+                micro_batch=micro,
+                temperature=temp,
+                chunk_size=chunk,
+            )
+        timings["time/recompute_s"] = time.perf_counter() - t1
+        # advantages: outcome estimator per step, then EMPG
+        t2 = time.perf_counter()
+        adv, adv_stats = batch_advantages(table, ent, mask, algo, cfg.rollout.max_new_tokens)
+        record.update(adv_stats)
+        timings["time/advantage_s"] = time.perf_counter() - t2
+        # update
+        t3 = time.perf_counter()
+        gen = torch.Generator().manual_seed(derived_seed(cfg.seed, it, 99))
+        upd, self.state["bad_streak"] = ppo_update(
+            self.model,
+            self.optimizer,
+            UpdateBatch(prompts, responses, old_lp, mask, adv, ref_lp),
+            algo,
+            cfg.optim,
+            pad_id=self.pad_id,
+            temperature=temp,
+            chunk_size=chunk,
+            generator=gen,
+            bad_streak=self.state["bad_streak"],
+        )
+        self.scheduler.step()
+        timings["time/update_s"] = time.perf_counter() - t3
+        record.update(upd)
+        record.update(timings)
+        record["time/iteration_s"] = sum(timings.values())
+        return record
+
+    def run(self) -> TrainResult:
+        cfg = self.cfg
+        start = int(self.state["iteration"])
+        result = TrainResult(self.run_dir)
+        if start == 0 and not self.state.get("before"):
+            self.log(f"[empg] evaluating the initial policy on {cfg.eval.splits} ...")
+            self.state["before"] = self.evaluate(0)
+            self.log(f"[empg] before RL: {_fmt(self.state['before'], cfg)}")
+        result.before = self.state["before"]
+        t_start = time.perf_counter()
+        for it in range(start + 1, cfg.iterations + 1):
+            record = self.iteration(it)
+            self.metrics.log(record)
+            done = it - start
+            eta = (time.perf_counter() - t_start) / done * (cfg.iterations - it)
+            self.log(
+                f"[empg] iter {it}/{cfg.iterations} success {record['rollout/success_rate']:.2f} "
+                f"reward {record['rollout/reward_mean']:+.3f} rows {record['rollout/step_rows']} "
+                f"entropy {record.get('rollout/entropy_mean', float('nan')):.3f} "
+                f"{record.get('time/iteration_s', 0):.1f}s  eta {eta / 60:.1f} min"
+            )
+            if cfg.eval.every and it % cfg.eval.every == 0 and it != cfg.iterations:
+                ev = self.evaluate(it)
+                self.log(f"[empg] eval @ {it}: {_fmt(ev, cfg)}")
+            self.state["iteration"] = it
+            if it % cfg.checkpoint_every == 0 or it == cfg.iterations:
+                save_checkpoint(
+                    self.run_dir,
+                    it,
+                    self.model,
+                    self.optimizer,
+                    self.scheduler,
+                    {k: v for k, v in self.state.items() if k != "rng"},
+                    keep=cfg.keep_checkpoints,
+                )
+        result.iterations_done = int(self.state["iteration"])
+        self.log("[empg] evaluating the trained policy ...")
+        result.after = self.evaluate(result.iterations_done)
+        self.log(f"[empg] before RL: {_fmt(result.before, cfg)}")
+        self.log(f"[empg] after  RL: {_fmt(result.after, cfg)}")
+        self.metrics.close()
+        try:
+            from empg.train.plots import plot_run
+
+            paths = plot_run(self.run_dir)
+            if paths:
+                self.log(f"[empg] plots in {paths[0].parent}")
+        except ImportError:
+            self.log("[empg] matplotlib not installed: no plots")
+        return result
+
+
+def _quiet_transformers() -> None:
+    try:
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()
+    except ImportError:
+        pass
+
+
+def _fmt(record: dict[str, Any], cfg: TrainConfig) -> str:
+    parts = [
+        f"{s} {100 * record.get(f'eval/{s}/success_rate', float('nan')):.1f}%"
+        for s in cfg.eval.splits
+    ]
+    return ", ".join(parts)

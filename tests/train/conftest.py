@@ -1,0 +1,88 @@
+"""A tiny policy folder (tokenizer trained here + random Qwen2) for trainer tests."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from empg.agent import format_response, render_prompt
+from empg.envs import make
+
+PAD, EOS = "<|pad|>", "<|endoftext|>"
+
+
+def _corpus() -> list[str]:
+    env = make("household", split="train")
+    texts = []
+    for seed in range(6):
+        obs, info = env.reset(seed=seed)
+        texts.append(render_prompt([{"role": "user", "content": f"Task: {info['task']}\n{obs}"}]))
+        for _ in range(4):
+            act = env.expert_action()
+            texts.append(format_response(env.expert_thought() or "next", act))
+            res = env.step(act)
+            texts.append(res.observation)
+            if res.terminated or res.truncated:
+                break
+    return texts
+
+
+@pytest.fixture(scope="session")
+def tiny_policy_dir(tmp_path_factory):
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast, Qwen2Config, Qwen2ForCausalLM
+
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=300,
+        special_tokens=[PAD, EOS],
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    tok.train_from_iterator(_corpus(), trainer=trainer)
+    tokenizer = PreTrainedTokenizerFast(
+        tokenizer_object=tok, pad_token=PAD, eos_token=EOS, padding_side="left"
+    )
+    cfg = Qwen2Config(
+        vocab_size=len(tokenizer),
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=2048,
+        tie_word_embeddings=True,
+        pad_token_id=tokenizer.pad_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+    )
+    torch.manual_seed(0)
+    model = Qwen2ForCausalLM(cfg)
+    path = tmp_path_factory.mktemp("policy")
+    model.save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    return path
+
+
+def tiny_overrides(policy_dir, run_dir, **extra) -> list[str]:
+    base = {
+        "model.path": str(policy_dir),
+        "run_dir": str(run_dir),
+        "iterations": 2,
+        "threads": 2,
+        "tensorboard": False,
+        "env.max_turns": 3,
+        "rollout.tasks_per_batch": 2,
+        "rollout.group_size": 3,
+        "rollout.max_new_tokens": 6,
+        "algo.preset": "grpo",
+        "algo.kl_coef": 0.0,
+        "optim.lr": 0.01,
+        "optim.mini_batch_steps": 8,
+        "optim.micro_batch_steps": 4,
+        "eval.episodes": 2,
+        "eval.splits": "[valid_seen]",
+    }
+    base.update(extra)
+    return [f"{k}={v}" for k, v in base.items()]
