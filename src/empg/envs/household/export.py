@@ -34,12 +34,15 @@ and movable receptacles, which the household env does not model.
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 from empg.envs.household import catalog as cat
+from empg.envs.household.engine import HouseholdState
+from empg.envs.household.expert import expert_step
 from empg.envs.household.scene import Receptacle, Scene, check_split, generate_scene
 
 #: ALFRED class name of every receptacle and object kind of the household catalogue.
@@ -134,6 +137,8 @@ _BASIN_PARENT = {"sinkbasin": "Sink", "bathtubbasin": "Bathtub"}
 _DOMAIN_RTYPES = ("SinkBasin", "Microwave", "Fridge")
 _DOMAIN_OTYPES = ("Knife", "ButterKnife")
 _START = "loc|0|0|0|30"
+#: commands at most in a walkthrough check (the household expert needs at most about 30)
+_MAX_WALKTHROUGH = 100
 
 
 def alfred_class(kind: str) -> str:
@@ -324,10 +329,15 @@ def export_game(
     """Write ``scene`` as one ALFWorld game and return its ``game.tw-pddl`` path.
 
     The files go to ``out_root/json_2.1.1/<split_name>/<task folder>/<trial folder>/``
-    (``split_name`` defaults to ``scene.split``). With ``check_solvable`` ALFWorld's hand-coded
-    expert plays the game once and its winning commands are stored as ``walkthrough``
-    (``solvable`` is False if it does not win in 50 steps; ``AlfWorldEnv`` skips such games
-    unless ``require_solvable=False``). Needs ALFWorld (``empg[alfworld]``).
+    (``split_name`` defaults to ``scene.split``). With ``check_solvable`` the household
+    expert's commands are played in ALFWorld's engine; if they win there they are stored as
+    ``walkthrough`` and ``solvable`` is true, else ``solvable`` is false (``AlfWorldEnv`` skips
+    such games unless ``require_solvable=False``). Without it the game is marked solvable
+    unchecked. Needs ALFWorld (``empg[alfworld]``).
+
+    (ALFWorld's own hand-coded expert is not used for this check: it loops on many
+    ``pick_two_obj_and_place`` games whose two objects start in different receptacles, so it
+    would mark solvable games unsolvable; see docs/env_household.md.)
     """
     from empg.envs.alfworld import write_game
 
@@ -335,13 +345,49 @@ def export_game(
     if not split or "/" in split or split in (".", ".."):
         raise ValueError(f"split_name must be a plain folder name, got {split!r}")
     trial = Path(out_root) / "json_2.1.1" / split / task_folder(scene) / trial_folder(scene)
-    return write_game(
+    game = write_game(
         trial,
         scene_to_pddl(scene),
         traj_data(scene),
         task_desc=scene.task.instruction.rstrip("."),
-        check_solvable=check_solvable,
+        check_solvable=False,
     )
+    if check_solvable:
+        walkthrough = verified_walkthrough(scene, game)
+        with open(game, encoding="utf-8") as fh:
+            data = json.load(fh)
+        data["walkthrough"] = walkthrough
+        data["solvable"] = walkthrough is not None
+        with open(game, "w", encoding="utf-8") as fh:
+            json.dump(data, fh)
+    return game
+
+
+def verified_walkthrough(scene: Scene, game: str | os.PathLike[str]) -> list[str] | None:
+    """The household expert's commands for ``scene``, if they also win ``game`` in ALFWorld.
+
+    The expert plans on the built-in engine's state; each command is played in both engines.
+    Returns None if ALFWorld's engine has not reported a win when the built-in one does (or
+    after ``_MAX_WALKTHROUGH`` commands).
+    """
+    from empg.envs.alfworld import AlfWorldEnv
+
+    state = HouseholdState(scene)
+    real = AlfWorldEnv(game_files=[Path(game)], require_solvable=False, max_steps=_MAX_WALKTHROUGH)
+    try:
+        real.reset(seed=0)
+        commands: list[str] = []
+        for _ in range(_MAX_WALKTHROUGH):
+            command = expert_step(state)[0]
+            state.apply(command)
+            commands.append(command)
+            if real.step(command).info["won"]:
+                return commands if state.goal_met() else None
+            if state.goal_met():
+                return None
+        return None
+    finally:
+        real.close()
 
 
 def export_split(
