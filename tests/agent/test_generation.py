@@ -9,8 +9,6 @@ import empg
 from empg.agent.generation import GenerationConfig, HFBackend, sample_next
 from empg.errors import ConfigError, InputError
 
-torch.set_num_threads(2)
-
 TEXTS = [
     "You are in the middle of a room.",
     "Your task is to: put a clean apple in fridge. You see a cabinet 1, a cabinet 2, a "
