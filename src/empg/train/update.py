@@ -150,7 +150,7 @@ def ppo_update(
                     kl = kl_penalty(lp, ref, mask, algo.kl_estimator)
                     kl_loss = aggregate_loss(kl, mask, algo.loss_agg_mode)
                     loss = loss + algo.kl_coef * kl_loss
-                    add("actor/kl_ref", float(kl_loss))
+                    add("actor/kl_ref", float(kl_loss.detach()))
                 # weight micro-batches so the mini-batch loss equals the unsplit aggregation
                 if algo.loss_agg_mode == "token-mean":
                     weight = int(mask.sum()) / max(1, mini_tokens)
@@ -160,7 +160,7 @@ def ppo_update(
                     finite = False
                     break
                 (loss * weight).backward()
-                add("actor/pg_loss", float(out.loss))
+                add("actor/pg_loss", float(out.loss.detach()))
                 add("actor/entropy_mean", float(masked_mean(ent.detach(), mask)))
                 for k, v in out.metrics.items():
                     add(f"actor/{k}", float(v))

@@ -1,0 +1,300 @@
+"""Trainer: smoke run, exact resume, kill -9 safety, advantages vs plain references, dynamic
+sampling, non-finite guards. All with a tiny random Qwen2 policy built in conftest."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import math
+import os
+import random
+import signal
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from train_helpers import tiny_overrides
+
+from empg.agent.generation import HFBackend
+from empg.envs import TextEnv, register
+from empg.train.advantages import batch_advantages
+from empg.train.checkpoint import latest_checkpoint
+from empg.train.config import load_config
+from empg.train.metrics import read_metrics
+from empg.train.rollouts import collect_training_batch
+from empg.train.trainer import Trainer, load_model
+from empg.train.update import TrainingDivergedError, UpdateBatch, ppo_update, recompute_logprobs
+from reference import loop_empg
+
+QUIET = lambda *_: None
+
+
+def _weights(model) -> torch.Tensor:
+    return torch.cat([p.detach().flatten() for p in model.parameters()])
+
+
+def test_smoke_two_iterations(tiny_policy_dir, tmp_path):
+    cfg = load_config(None, tiny_overrides(tiny_policy_dir, tmp_path / "run"))
+    tr = Trainer(cfg, log=QUIET)
+    before = _weights(tr.model).clone()
+    result = tr.run()
+    assert result.iterations_done == 2
+    assert not torch.equal(before, _weights(tr.model))
+    records = read_metrics(tmp_path / "run" / "metrics.jsonl")
+    train = [r for r in records if r["kind"] == "train"]
+    evals = [r for r in records if r["kind"] == "eval"]
+    assert [r["iteration"] for r in train] == [1, 2]
+    assert [r["iteration"] for r in evals] == [0, 2]
+    for r in train:
+        assert math.isfinite(r["actor/pg_loss"]) and r["actor/updates"] >= 1
+        assert r["numerics/max_logprob_diff"] < 1e-4  # rollout vs recomputed log-probs
+    assert "eval/success_rate" in evals[0]
+    assert (tmp_path / "run" / "config.yaml").exists()
+    assert (tmp_path / "run" / "plots" / "advantages.png").exists()
+    assert latest_checkpoint(tmp_path / "run").name == "iter_000002"
+
+
+def test_exact_resume(tiny_policy_dir, tmp_path):
+    full = load_config(None, tiny_overrides(tiny_policy_dir, tmp_path / "a", iterations=4))
+    ta = Trainer(full, log=QUIET)
+    ta.run()
+    half = load_config(None, tiny_overrides(tiny_policy_dir, tmp_path / "b", iterations=2))
+    Trainer(half, log=QUIET).run()
+    more = load_config(None, tiny_overrides(tiny_policy_dir, tmp_path / "b", iterations=4))
+    tb = Trainer(more, resume=True, log=QUIET)
+    tb.run()
+    torch.testing.assert_close(_weights(ta.model), _weights(tb.model), atol=1e-6, rtol=1e-5)
+    ra = [r for r in read_metrics(tmp_path / "a" / "metrics.jsonl") if r["kind"] == "train"]
+    rb = [r for r in read_metrics(tmp_path / "b" / "metrics.jsonl") if r["kind"] == "train"]
+    assert [r["iteration"] for r in rb] == [1, 2, 3, 4]
+    for x, y in zip(ra, rb, strict=True):
+        for key in ("rollout/reward_mean", "rollout/step_rows", "actor/pg_loss", "adv/std"):
+            assert x[key] == pytest.approx(y[key], rel=1e-5, abs=1e-7), key
+
+
+def test_resume_refuses_changed_config(tiny_policy_dir, tmp_path):
+    cfg = load_config(None, tiny_overrides(tiny_policy_dir, tmp_path / "r", iterations=1))
+    Trainer(cfg, log=QUIET).run()
+    changed = load_config(
+        None, [*tiny_overrides(tiny_policy_dir, tmp_path / "r", iterations=2), "seed=5"]
+    )
+    with pytest.raises(Exception, match="differs from the run's saved config in \\['seed'\\]"):
+        Trainer(changed, resume=True, log=QUIET)
+    with pytest.raises(Exception, match="already holds a run"):
+        Trainer(cfg, log=QUIET)
+
+
+def test_kill_minus_9_loses_at_most_the_current_iteration(tiny_policy_dir, tmp_path):
+    run = tmp_path / "killed"
+    args = tiny_overrides(tiny_policy_dir, run, iterations=6)
+    env = dict(os.environ, PYTHONPATH=str(Path(__file__).parents[2] / "src"))
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "empg.cli", "train", *args],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.time() + 120
+        while time.time() < deadline and not (run / "checkpoints" / "iter_000002").exists():
+            time.sleep(0.05)
+        assert (run / "checkpoints" / "iter_000002").exists(), "training did not progress"
+        time.sleep(random.Random(0).uniform(0.0, 1.5))  # somewhere inside iteration 3
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    ckpt = latest_checkpoint(run)
+    assert ckpt is not None
+    done = int(ckpt.name.split("_")[1])
+    assert done >= 2
+    cfg = load_config(None, args)
+    result = Trainer(cfg, resume=True, log=QUIET).run()
+    assert result.iterations_done == 6
+    train = [r for r in read_metrics(run / "metrics.jsonl") if r["kind"] == "train"]
+    assert [r["iteration"] for r in train] == [1, 2, 3, 4, 5, 6]
+
+
+# ---- advantages of a real batch vs plain references -------------------------------------------
+
+
+def _loop_grpo(rewards: dict[int, float], groups: dict[int, int], name: str) -> dict[int, float]:
+    out = {}
+    for t, r in rewards.items():
+        members = [rewards[u] for u in rewards if groups[u] == groups[t]]
+        n = len(members)
+        if n == 1:
+            out[t] = r / (1 + 1e-6) if name == "grpo" else r
+        elif max(members) == min(members):
+            out[t] = 0.0
+        elif name == "grpo":
+            out[t] = (r - sum(members) / n) / (statistics.stdev(members) + 1e-6)
+        elif name == "dr_grpo":
+            out[t] = r - sum(members) / n
+        else:
+            out[t] = r - (sum(members) - r) / (n - 1)
+    return out
+
+
+@pytest.fixture(scope="module")
+def real_batch(tiny_policy_dir, tmp_path_factory):
+    cfg = load_config(
+        None,
+        tiny_overrides(
+            tiny_policy_dir, tmp_path_factory.mktemp("b"), **{"rollout.tasks_per_batch": 3}
+        ),
+    )
+    model, tok = load_model(cfg)
+    batch, _ = collect_training_batch(HFBackend(model, tok), cfg, iteration=1)
+    prompts = [list(s.prompt_ids) for s in batch.steps]
+    responses = [s.response_ids.tolist() for s in batch.steps]
+    _, ent, mask = recompute_logprobs(
+        model, prompts, responses, pad_id=tok.pad_token_id, micro_batch=4
+    )
+    return cfg, batch, ent, mask
+
+
+@pytest.mark.parametrize(
+    ("estimator", "empg"),
+    list(itertools.product(["grpo", "dr_grpo", "rloo"], ["off", "full", "scale", "bonus", "std"])),
+)
+def test_batch_advantages_match_plain_reference(real_batch, estimator, empg):
+    cfg, batch, ent, mask = real_batch
+    algo = load_config(
+        None,
+        [
+            "algo.preset=grpo",
+            f"algo.adv_estimator={estimator}",
+            f"algo.empg.enable={empg != 'off'}",
+            f"algo.empg.scale={empg in ('full', 'scale', 'std')}",
+            f"algo.empg.bonus={empg in ('full', 'bonus', 'std')}",
+            f"algo.empg.final_norm={'mean_std' if empg == 'std' else 'mean'}",
+            "algo.empg.zeta=0.3",
+            "algo.empg.k=1.5",
+        ],
+    ).algo
+    # make outcomes differ inside groups so the estimators have something to do
+    rewards = {t.traj_id: float((t.traj_id * 7) % 3) / 2 for t in batch.trajectories}
+    table = batch.step_table()
+    table = type(table)(
+        **{
+            **table.__dict__,
+            "outcome_reward": torch.tensor(
+                [rewards[int(t)] for t in table.traj_id], dtype=torch.float32
+            ),
+        }
+    )
+    got, _ = batch_advantages(table, ent, mask, algo, cfg.rollout.max_new_tokens)
+    groups = {t.traj_id: t.group_id for t in batch.trajectories}
+    a_traj = _loop_grpo(rewards, groups, estimator)
+    rows = []
+    for i, s in enumerate(batch.steps):
+        n = int(mask[i].sum())
+        h = sum(float(x) for x in ent[i, :n]) / n
+        h = float(torch.tensor(h, dtype=torch.float32))  # step entropies are float32 (spec)
+        rows.append((s.traj_id, s.step_index, h, a_traj[s.traj_id]))
+    if empg == "off":
+        expected = [r[3] for r in rows]
+    else:
+        expected = loop_empg(
+            rows,
+            k=1.5,
+            zeta=0.3,
+            scale=algo.empg.scale,
+            bonus=algo.empg.bonus,
+            final_norm=algo.empg.final_norm,
+        )
+    assert got.tolist() == pytest.approx(expected, abs=2e-5, rel=2e-5)
+
+
+# ---- dynamic sampling -------------------------------------------------------------------------
+
+_COIN = random.Random(1234)
+
+
+class CoinFlipEnv(TextEnv):
+    """One-step test env whose outcome is a coin flip drawn at reset (varies inside a group)."""
+
+    name = "test-coinflip"
+    max_steps = 1
+
+    def __init__(self, split: str = "train") -> None:
+        super().__init__()
+
+    def _reset(self, *, seed, options):
+        self.win = _COIN.random() < 0.5
+        return "Flip.", {"won": False, "task": "flip a coin", "task_type": "coin"}
+
+    def _step(self, action):
+        info = {"won": self.win, "task": "flip a coin", "task_type": "coin"}
+        return "Done.", float(self.win), True, info
+
+
+register("test-coinflip", CoinFlipEnv, overwrite=True)
+
+
+def test_dynamic_sampling_never_keeps_an_all_equal_group(tiny_policy_dir, tmp_path):
+    cfg = load_config(
+        None,
+        tiny_overrides(
+            tiny_policy_dir,
+            tmp_path,
+            **{
+                "env.name": "test-coinflip",
+                "algo.preset": "dapo",
+                "rollout.tasks_per_batch": 6,
+                "rollout.group_size": 3,
+                "rollout.invalid_penalty": 0.0,
+            },
+        ),
+    )
+    model, tok = load_model(cfg)
+    batch, stats = collect_training_batch(HFBackend(model, tok), cfg, iteration=1)
+    by_group: dict[int, list[float]] = {}
+    for t in batch.trajectories:
+        by_group.setdefault(t.group_id, []).append(t.outcome_reward)
+    assert by_group, "no group kept"
+    for rewards in by_group.values():
+        assert len(rewards) == 3 and max(rewards) > min(rewards)
+    assert stats["rollout/groups_kept"] == len(by_group) <= 6
+    assert stats["rollout/groups_sampled"] >= 6
+    # a kept group count below 6 is only allowed when every resampling round was used
+    if len(by_group) < 6:
+        assert stats["rollout/rounds"] == 1 + cfg.rollout.max_resample_rounds
+
+
+# ---- non-finite guard -------------------------------------------------------------------------
+
+
+def test_nan_model_skips_updates_then_stops(tiny_policy_dir):
+    cfg = load_config(None, ["optim.max_bad_updates=2", "optim.mini_batch_steps=2"])
+    model, tok = load_model(load_config(None, [f"model.path={tiny_policy_dir}"]))
+    prompts, responses = [[5, 6, 7], [8, 9]], [[10, 11], [12]]
+    lp, _, mask = recompute_logprobs(
+        model, prompts, responses, pad_id=tok.pad_token_id, micro_batch=2
+    )
+    with torch.no_grad():
+        next(model.parameters()).fill_(float("nan"))
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    batch = UpdateBatch(prompts, responses, lp, mask, torch.tensor([1.0, -1.0]))
+    with pytest.warns(UserWarning, match="update skipped"):
+        metrics, streak = ppo_update(
+            model, opt, batch, cfg.algo, cfg.optim, pad_id=tok.pad_token_id
+        )
+    assert streak == 1 and metrics["actor/skipped_updates"] == 1.0
+    with pytest.warns(UserWarning), pytest.raises(TrainingDivergedError, match="2 consecutive"):
+        ppo_update(
+            model, opt, batch, cfg.algo, cfg.optim, pad_id=tok.pad_token_id, bad_streak=streak
+        )
+
+
+def test_metrics_json_lines_are_valid(tiny_policy_dir, tmp_path):
+    cfg = load_config(None, tiny_overrides(tiny_policy_dir, tmp_path / "m", iterations=1))
+    Trainer(cfg, log=QUIET).run()
+    for line in (tmp_path / "m" / "metrics.jsonl").read_text().splitlines():
+        json.loads(line)
