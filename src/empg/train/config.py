@@ -26,7 +26,8 @@ class ModelConfig:
     """'default' = the offline tiny policy (built and warm-started on first use, cached); or any
     local path / hub id the Hugging Face loaders accept"""
     dtype: str = "auto"
-    """'auto' (float32 on CPU, bfloat16 autocast on GPU), 'float32' or 'bfloat16'"""
+    """'auto' (float32 on CPU, bfloat16 autocast with float32 weights on GPU), 'float32', or
+    'bfloat16' (autocast on either device; on these CPUs it is much slower than float32)"""
     lora_rank: int = 0
     """LoRA rank through PEFT; 0 trains all weights"""
     lora_alpha: int = 16

@@ -95,7 +95,8 @@ def response_logprobs_and_entropy(
     out = model.get_decoder()(input_ids=rows.input_ids, attention_mask=rows.attention_mask)
     hidden = out.last_hidden_state if hasattr(out, "last_hidden_state") else out[0]  # (B, L, H)
     h = hidden.reshape(-1, hidden.shape[-1]).index_select(0, rows.score_pos)  # (T, H)
-    if isinstance(head, torch.nn.Linear) and head.bias is None and h.dtype == head.weight.dtype:
+    if isinstance(head, torch.nn.Linear) and head.bias is None:
+        h = h.to(head.weight.dtype)  # autocast may hand back bf16 hidden states
         lp, ent = lm_head_logprobs_and_entropy(
             h, head.weight, rows.labels, temperature=temperature, chunk_size=chunk_size
         )

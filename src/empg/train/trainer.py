@@ -168,7 +168,8 @@ class Trainer:
     def evaluate(self, iteration: int) -> dict[str, Any]:
         self.model.eval()
         t0 = time.perf_counter()
-        record = evaluate(self.backend, self.cfg, iteration)
+        with self._autocast():
+            record = evaluate(self.backend, self.cfg, iteration)
         record["time/eval_s"] = time.perf_counter() - t0
         self.metrics.log(record)
         return record
@@ -245,6 +246,16 @@ class Trainer:
         record["time/iteration_s"] = sum(timings.values())
         return record
 
+    def _autocast(self):
+        """bf16 autocast on CUDA (fp32 master weights); plain fp32 on CPU, where bf16 is slow."""
+        import contextlib
+
+        if self.device.type == "cuda" and self.cfg.model.dtype in ("auto", "bfloat16"):
+            return torch.autocast("cuda", dtype=torch.bfloat16)
+        if self.device.type == "cpu" and self.cfg.model.dtype == "bfloat16":
+            return torch.autocast("cpu", dtype=torch.bfloat16)
+        return contextlib.nullcontext()
+
     def run(self) -> TrainResult:
         cfg = self.cfg
         start = int(self.state["iteration"])
@@ -256,7 +267,8 @@ class Trainer:
         result.before = self.state["before"]
         t_start = time.perf_counter()
         for it in range(start + 1, cfg.iterations + 1):
-            record = self.iteration(it)
+            with self._autocast():
+                record = self.iteration(it)
             self.metrics.log(record)
             done = it - start
             eta = (time.perf_counter() - t_start) / done * (cfg.iterations - it)
