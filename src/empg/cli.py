@@ -301,6 +301,9 @@ COMMANDS: dict[str, Command] = {
         "train an agent with GRPO/DAPO (+EMPG)", _tcli.configure_train, _tcli.run_train
     ),
     "eval": Command("evaluate a policy on held-out splits", _tcli.configure_eval, _tcli.run_eval),
+    "sft": Command(
+        "build a tiny policy: tokenizer, model, supervised warm start", _configure_sft, _run_sft
+    ),
 }
 
 

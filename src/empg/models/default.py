@@ -1,0 +1,148 @@
+"""The default policy: tokenizer + tiny Qwen2 model + supervised warm start, built once and cached.
+
+::
+
+    model, tokenizer, path = empg.models.default_policy()      # builds on first use (minutes)
+    model, tokenizer = load_policy(path)                      # or any local HF model folder
+
+The build is saved with ``save_pretrained`` (safetensors) under
+``$EMPG_CACHE_DIR`` or ``~/.cache/empg`` in ``models/<env>-tiny-<version>-<config hash>``, so a
+changed recipe never loads a stale folder. It is written to a temporary folder and renamed into
+place, so a crash leaves no half-written policy and two racing builders both end with a valid one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+import time
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from empg.errors import ConfigError
+from empg.models.sft import SFTConfig, train_sft
+from empg.models.tiny import TinyModelConfig, build_tiny_model, count_parameters
+from empg.models.tokenizer import TokenizerConfig, train_tokenizer
+
+#: bump when the recipe changes in a way the config hash does not capture
+RECIPE_VERSION = "v1"
+BUILD_INFO = "empg_build.json"
+
+
+def cache_root(cache_dir: str | os.PathLike[str] | None = None) -> Path:
+    """``cache_dir``, else ``$EMPG_CACHE_DIR``, else ``~/.cache/empg``."""
+    if cache_dir is not None:
+        return Path(cache_dir).expanduser()
+    env = os.environ.get("EMPG_CACHE_DIR")
+    return Path(env).expanduser() if env else Path.home() / ".cache" / "empg"
+
+
+def recipe(env: str, sft: SFTConfig, tok: TokenizerConfig, arch: TinyModelConfig) -> dict:
+    """JSON-ready description of a build (what the cache key is made of)."""
+    return {
+        "version": RECIPE_VERSION,
+        "env": env,
+        "tokenizer": asdict(tok),
+        "model": asdict(arch),
+        "sft": asdict(sft),
+    }
+
+
+def policy_dir(root: Path, env: str, spec: dict) -> Path:
+    """Versioned cache folder of the build ``spec``."""
+    digest = hashlib.sha256(json.dumps(spec, sort_keys=True, default=str).encode()).hexdigest()
+    return root / "models" / f"{env}-tiny-{RECIPE_VERSION}-{digest[:12]}"
+
+
+def build_policy(
+    out_dir: str | os.PathLike[str],
+    env: str = "household",
+    *,
+    sft: SFTConfig | None = None,
+    tokenizer_config: TokenizerConfig | None = None,
+    model_config: TinyModelConfig | None = None,
+) -> tuple[Any, Any, dict]:
+    """Train tokenizer, build the tiny model, warm-start it, save all to ``out_dir``.
+
+    Returns (model, tokenizer, build info); the info is also written to ``empg_build.json``.
+    """
+    sft = sft or SFTConfig(env=env)
+    if sft.env != env:
+        raise ConfigError(f"sft.env is {sft.env!r} but env is {env!r}; make them the same")
+    tok_cfg = tokenizer_config or TokenizerConfig()
+    arch = model_config or TinyModelConfig()
+    t0 = time.perf_counter()
+    tokenizer = train_tokenizer(tok_cfg)
+    t_tok = time.perf_counter() - t0
+    model = build_tiny_model(tokenizer, arch)
+    stats = train_sft(model, tokenizer, sft)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(out, safe_serialization=True)
+    tokenizer.save_pretrained(out)
+    info = {
+        **recipe(env, sft, tok_cfg, arch),
+        "parameters": count_parameters(model),
+        "vocab_size": len(tokenizer),
+        "sft_examples": stats.examples,
+        "sft_final_loss": sum(stats.losses[-10:]) / max(1, len(stats.losses[-10:])),
+        "tokenizer_seconds": round(t_tok, 2),
+        "sft_seconds": round(stats.seconds, 2),
+        "build_seconds": round(time.perf_counter() - t0, 2),
+    }
+    (out / BUILD_INFO).write_text(json.dumps(info, indent=2, default=str))
+    return model, tokenizer, info
+
+
+def load_policy(path: str | os.PathLike[str]) -> tuple[Any, Any]:
+    """(model, tokenizer) from any folder ``transformers``' Auto classes can load (fp32, eval)."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(str(path), padding_side="left")
+    model = AutoModelForCausalLM.from_pretrained(
+        str(path), dtype=torch.float32, attn_implementation="sdpa"
+    )
+    model.eval()
+    if tokenizer.pad_token_id is None:  # generic causal LMs often have none
+        tokenizer.pad_token = tokenizer.eos_token
+    return model, tokenizer
+
+
+def default_policy(
+    cache_dir: str | os.PathLike[str] | None = None,
+    env: str = "household",
+    *,
+    sft: SFTConfig | None = None,
+    tokenizer_config: TokenizerConfig | None = None,
+    model_config: TinyModelConfig | None = None,
+) -> tuple[Any, Any, Path]:
+    """The warm-started tiny policy for ``env``: (model, tokenizer, folder).
+
+    Built on first use (tokenizer, model, SFT; a couple of minutes on 2 CPU cores) and saved
+    under :func:`cache_root`; later calls load the folder. The folder name carries a hash of
+    every setting, so passing other configs builds (and caches) another policy.
+    """
+    sft = sft or SFTConfig(env=env)
+    tok_cfg = tokenizer_config or TokenizerConfig()
+    arch = model_config or TinyModelConfig()
+    final = policy_dir(cache_root(cache_dir), env, recipe(env, sft, tok_cfg, arch))
+    if not (final / BUILD_INFO).is_file():
+        final.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", dir=final.parent))
+        try:
+            build_policy(tmp, env, sft=sft, tokenizer_config=tok_cfg, model_config=arch)
+            try:
+                os.rename(tmp, final)
+            except OSError:
+                if not (final / BUILD_INFO).is_file():  # not a racing builder's finished copy
+                    raise
+        finally:
+            if tmp.exists():
+                shutil.rmtree(tmp, ignore_errors=True)
+    model, tokenizer = load_policy(final)
+    return model, tokenizer, final

@@ -1,0 +1,263 @@
+"""Supervised warm start: teach the tiny model the ReAct format and some of the expert's policy.
+
+::
+
+    examples = expert_examples(SFTConfig(episodes=200))        # (prompt, target) strings
+    stats = train_sft(model, tokenizer, SFTConfig(steps=150))   # in place; returns the losses
+
+Each expert step becomes one example: ``prompt = render_prompt(build_messages(...))`` with the
+compact prompt (no system message, no admissible actions, the last 2 steps), and ``target =
+format_response(expert_thought, expert_action) + eos``. The loss is the mean cross-entropy over
+target tokens only. The budget (``steps``, ``episodes``, ``random_action_prob``) is deliberately
+small: RL needs a policy that succeeds sometimes but far from always (docs/models.md has the
+measured table that picked the defaults).
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from empg.agent.parsing import format_response
+from empg.agent.prompts import PromptConfig, Turn, build_messages, render_prompt
+from empg.errors import ConfigError
+
+IGNORE_INDEX = -100
+
+
+def default_prompt_config() -> PromptConfig:
+    """The short prompt the tiny policy is trained and evaluated with."""
+    return PromptConfig(compact=True, show_admissible=False, history=2)
+
+
+@dataclass(frozen=True)
+class SFTConfig:
+    """Supervised warm-start settings."""
+
+    env: str = "household"
+    """environment whose expert makes the data (household, shop, search)"""
+    split: str = "train"
+    """split the expert episodes come from"""
+    episodes: int = 400
+    """expert episodes (seeds first_seed .. first_seed + episodes - 1)"""
+    first_seed: int = 0
+    """first task seed"""
+    horizon: int = 30
+    """step cap of a data episode"""
+    random_action_prob: float = 0.0
+    """share of steps where a random admissible action is executed instead of the expert's (its
+    step is not trained on; the expert's labels after it teach recovery)"""
+    steps: int = 150
+    """optimiser steps"""
+    batch_size: int = 32
+    """sequences per optimiser step"""
+    lr: float = 3e-3
+    """AdamW learning rate (after a linear warm-up, constant: budgets are prefixes of one run)"""
+    warmup_steps: int = 10
+    """linear warm-up steps"""
+    weight_decay: float = 0.01
+    """AdamW weight decay"""
+    max_grad_norm: float = 1.0
+    """gradient clipping norm"""
+    max_length: int = 384
+    """longest training sequence; longer prompts lose their start"""
+    seed: int = 0
+    """seed of batch order (and of random actions in the data)"""
+    log_every: int = 0
+    """print the loss every this many steps (0: silent)"""
+    prompt: PromptConfig = field(default_factory=default_prompt_config)
+    """prompt layout (the policy must be used with the same layout)"""
+
+    def __post_init__(self) -> None:
+        for name in ("episodes", "horizon", "batch_size", "max_length"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"SFTConfig.{name} must be >= 1, got {getattr(self, name)}")
+        if self.steps < 0 or self.warmup_steps < 0 or self.first_seed < 0:
+            raise ConfigError("SFTConfig.steps, warmup_steps and first_seed must be >= 0")
+        if not 0.0 <= self.random_action_prob < 1.0:
+            raise ConfigError(
+                f"SFTConfig.random_action_prob must be in [0, 1), got {self.random_action_prob}"
+            )
+        if not (self.lr > 0 and math.isfinite(self.lr)):
+            raise ConfigError(f"SFTConfig.lr must be a positive finite number, got {self.lr}")
+
+
+@dataclass(frozen=True)
+class Example:
+    """One supervised step: the prompt text and the response the expert would write."""
+
+    prompt: str
+    target: str
+    seed: int
+    step: int
+
+
+@dataclass
+class SFTStats:
+    """What :func:`train_sft` measured."""
+
+    losses: list[float]
+    """mean target-token loss of every optimiser step"""
+    examples: int
+    """number of (prompt, target) examples"""
+    prompt_tokens: list[int]
+    """token length of every example's prompt"""
+    seconds: float
+    """wall time of the optimisation"""
+
+
+def expert_examples(cfg: SFTConfig, tokenizer: Any = None) -> list[Example]:
+    """(prompt, target) examples from expert episodes; ``tokenizer`` picks the prompt template."""
+    from empg.envs import make
+
+    env = make(cfg.env, split=cfg.split)
+    out: list[Example] = []
+    try:
+        for seed in range(cfg.first_seed, cfg.first_seed + cfg.episodes):
+            rng = random.Random(f"empg.sft/{cfg.env}/{cfg.split}/{cfg.seed}/{seed}")
+            obs, info = env.reset(seed=seed)
+            history: list[Turn] = []
+            for t in range(cfg.horizon):
+                action = env.expert_action()
+                admissible = list(info.get("admissible_actions") or [])
+                explore = bool(admissible) and rng.random() < cfg.random_action_prob
+                if explore:
+                    action = rng.choice(admissible)
+                else:
+                    msgs = build_messages(
+                        cfg.env, info.get("task", ""), obs, history, admissible, cfg.prompt
+                    )
+                    target = format_response(env.expert_thought(), action)
+                    out.append(Example(render_prompt(msgs, tokenizer), target, seed, t))
+                res = env.step(action)
+                history.append(Turn(obs, action))
+                obs, info = res.observation, res.info
+                if res.terminated or res.truncated:
+                    break
+    finally:
+        env.close()
+    return out
+
+
+def encode_examples(
+    examples: list[Example], tokenizer: Any, max_length: int
+) -> list[tuple[list[int], int]]:
+    """Ids of prompt + target + eos and where the target starts (prompts are cut from the left)."""
+    eos = tokenizer.eos_token_id
+    prompts = tokenizer([e.prompt for e in examples], add_special_tokens=False)["input_ids"]
+    targets = tokenizer([e.target for e in examples], add_special_tokens=False)["input_ids"]
+    out = []
+    for p, t in zip(prompts, targets, strict=True):
+        t = [*t, eos]
+        if len(t) >= max_length:
+            raise ConfigError(
+                f"a target of {len(t)} tokens does not fit max_length={max_length}; raise it"
+            )
+        p = p[-(max_length - len(t)) :]
+        out.append(([*p, *t], len(p)))
+    return out
+
+
+def collate(batch: list[tuple[list[int], int]], pad_id: int) -> dict[str, Any]:
+    """Left-padded (B, T) input_ids, attention_mask, position_ids and labels (-100 off target)."""
+    import torch
+
+    width = max(len(ids) for ids, _ in batch)
+    input_ids = torch.full((len(batch), width), pad_id, dtype=torch.long)
+    labels = torch.full((len(batch), width), IGNORE_INDEX, dtype=torch.long)
+    mask = torch.zeros((len(batch), width), dtype=torch.long)
+    for i, (ids, start) in enumerate(batch):
+        off = width - len(ids)
+        input_ids[i, off:] = torch.tensor(ids)
+        mask[i, off:] = 1
+        labels[i, off + start :] = torch.tensor(ids[start:])
+    position_ids = (mask.cumsum(-1) - 1).clamp(min=0)
+    return {
+        "input_ids": input_ids,
+        "attention_mask": mask,
+        "position_ids": position_ids,
+        "labels": labels,
+    }
+
+
+def target_loss(model: Any, batch: dict[str, Any]) -> Any:
+    """Mean cross-entropy over target tokens; logits only for the tail that holds targets."""
+    import torch
+
+    labels = batch["labels"]  # (B, T)
+    has_target = (labels != IGNORE_INDEX).any(0).nonzero()
+    keep = labels.shape[1] - int(has_target[0]) + 1  # positions predicting target tokens
+    logits = model(
+        input_ids=batch["input_ids"],
+        attention_mask=batch["attention_mask"],
+        position_ids=batch["position_ids"],
+        logits_to_keep=keep,
+    ).logits  # (B, keep, V)
+    shifted = labels[:, -keep + 1 :]  # (B, keep - 1): the token each kept position predicts
+    return torch.nn.functional.cross_entropy(
+        logits[:, :-1].float().reshape(-1, logits.shape[-1]),
+        shifted.reshape(-1),
+        ignore_index=IGNORE_INDEX,
+    )
+
+
+def _lr_at(step: int, cfg: SFTConfig) -> float:
+    """Linear warm-up, then constant: a run of N steps IS the first N steps of a longer run."""
+    if step < cfg.warmup_steps:
+        return cfg.lr * (step + 1) / cfg.warmup_steps
+    return cfg.lr
+
+
+def train_sft(
+    model: Any,
+    tokenizer: Any,
+    cfg: SFTConfig,
+    examples: list[Example] | None = None,
+    on_step: Callable[[int, Any], None] | None = None,
+) -> SFTStats:
+    """Fine-tune ``model`` in place on expert examples; deterministic given ``cfg.seed``.
+
+    ``on_step(step, model)`` is called after every optimiser step (1-based ``step``), e.g. to
+    evaluate checkpoints; the model is in train mode again when it returns.
+    """
+    import torch
+
+    examples = expert_examples(cfg, tokenizer) if examples is None else examples
+    if not examples:
+        raise ConfigError(f"no SFT examples from {cfg.env!r}/{cfg.split!r}; check episodes")
+    encoded = encode_examples(examples, tokenizer, cfg.max_length)
+    gen = torch.Generator().manual_seed(cfg.seed)
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    model.train()
+    losses: list[float] = []
+    order: list[int] = []
+    t0 = time.perf_counter()
+    for step in range(cfg.steps):
+        if len(order) < cfg.batch_size:  # a new epoch in a seeded order
+            order += torch.randperm(len(encoded), generator=gen).tolist()
+        idx, order = order[: cfg.batch_size], order[cfg.batch_size :]
+        batch = collate([encoded[i] for i in idx], tokenizer.pad_token_id)
+        for g in opt.param_groups:
+            g["lr"] = _lr_at(step, cfg)
+        loss = target_loss(model, batch)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
+        opt.step()
+        losses.append(float(loss.detach()))
+        if cfg.log_every and (step + 1) % cfg.log_every == 0:
+            print(f"sft step {step + 1}/{cfg.steps} loss {losses[-1]:.4f}", flush=True)
+        if on_step is not None:
+            on_step(step + 1, model)
+            model.train()
+    model.eval()
+    return SFTStats(
+        losses=losses,
+        examples=len(encoded),
+        prompt_tokens=[start for _, start in encoded],
+        seconds=time.perf_counter() - t0,
+    )

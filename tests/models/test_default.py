@@ -1,0 +1,82 @@
+"""default_policy: builds once into a versioned cache folder, later calls load; CLI `empg sft`."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from empg import cli
+from empg.models import default as default_mod
+from empg.models.default import BUILD_INFO, cache_root, default_policy, load_policy
+from empg.models.sft import SFTConfig
+from empg.models.tiny import TinyModelConfig
+from empg.models.tokenizer import TokenizerConfig
+
+TINY = dict(
+    sft=SFTConfig(episodes=3, steps=2, batch_size=4),
+    tokenizer_config=TokenizerConfig(episodes_per_env=3, vocab_size=400),
+    model_config=TinyModelConfig(num_layers=1),
+)
+
+
+def _logits(model, tokenizer):
+    batch = tokenizer(["<|user|>\nTask: put a mug in desk.\n<|assistant|>\n"], return_tensors="pt")
+    with torch.no_grad():
+        return model(**batch).logits
+
+
+def test_first_call_builds_second_call_loads(tmp_path, monkeypatch):
+    model, tok, path = default_policy(tmp_path, **TINY)
+    assert path.parent == tmp_path / "models" and path.name.startswith("household-tiny-v1-")
+    assert (path / "model.safetensors").is_file() and (path / "tokenizer.json").is_file()
+    info = json.loads((path / BUILD_INFO).read_text())
+    assert info["sft"]["steps"] == 2 and info["vocab_size"] == len(tok) == 400
+    assert [p.name for p in (tmp_path / "models").iterdir()] == [path.name]  # no temp folder left
+    stamp = (path / BUILD_INFO).stat().st_mtime_ns
+
+    def no_rebuild(*a, **k):
+        raise AssertionError("default_policy rebuilt a cached policy")
+
+    monkeypatch.setattr(default_mod, "build_policy", no_rebuild)
+    model2, tok2, path2 = default_policy(tmp_path, **TINY)
+    assert path2 == path and (path / BUILD_INFO).stat().st_mtime_ns == stamp
+    assert torch.equal(_logits(model, tok), _logits(model2, tok2))
+    assert tok2.padding_side == "left" and tok2.pad_token_id == tok.pad_token_id
+    # another recipe is another folder (and would be built)
+    with pytest.raises(AssertionError, match="rebuilt"):
+        default_policy(tmp_path, **{**TINY, "sft": SFTConfig(episodes=3, steps=3, batch_size=4)})
+
+
+def test_cache_root_prefers_argument_then_env(tmp_path, monkeypatch):
+    monkeypatch.setenv("EMPG_CACHE_DIR", str(tmp_path / "env"))
+    assert cache_root() == tmp_path / "env"
+    assert cache_root(tmp_path / "arg") == tmp_path / "arg"
+    monkeypatch.delenv("EMPG_CACHE_DIR")
+    assert cache_root().parts[-2:] == (".cache", "empg")
+
+
+def test_cli_sft_writes_a_loadable_policy(tmp_path, capsys):
+    out = tmp_path / "policy"
+    code = cli.main(
+        [
+            "sft",
+            "--out",
+            str(out),
+            "--steps",
+            "2",
+            "--episodes",
+            "3",
+            "--tokenizer-episodes",
+            "3",
+            "--vocab-size",
+            "400",
+        ]
+    )
+    assert code == 0
+    assert "saved" in capsys.readouterr().out
+    model, tok = load_policy(out)
+    assert len(tok) == 400 and model.config.vocab_size == 400
+    assert json.loads((out / BUILD_INFO).read_text())["sft"]["steps"] == 2
+    assert cli.main(["sft", "--out", str(out), "--steps", "-1"]) == 2
