@@ -2,7 +2,8 @@
 
 Modules: ``catalog`` (receptacle/object/room data), ``scene`` (generation and splits),
 ``text`` (ALFWorld sentences), ``engine`` (state and command semantics), ``expert``
-(scripted planner), ``env`` (:class:`HouseholdEnv`). See docs/env_household.md.
+(scripted planner), ``env`` (:class:`HouseholdEnv`), ``export`` (scenes as real ALFWorld games,
+needs ALFWorld to write them). See docs/env_household.md.
 """
 
 from empg.envs.household.catalog import TASK_TYPES
