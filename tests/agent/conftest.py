@@ -5,14 +5,14 @@ from __future__ import annotations
 
 import pytest
 import torch
+from agent_helpers import FORMAT_PROMPT, tiny_qwen2
 
-from empg.agent import PromptConfig, build_messages, format_response, render_prompt
+from empg.agent import build_messages, format_response, render_prompt
 from empg.envs import make
 
 PAD, EOS = "<|pad|>", "<|endoftext|>"
 STEPS = 80
 #: prompt settings the format model is trained with (short prompts keep training cheap)
-FORMAT_PROMPT = PromptConfig(compact=True, show_admissible=False, max_observation_chars=160)
 
 torch.set_num_threads(1)  # tiny models: one thread is faster on a shared 2-core box
 
@@ -56,24 +56,6 @@ def tokenizer():
     return PreTrainedTokenizerFast(
         tokenizer_object=tok, pad_token=PAD, eos_token=EOS, padding_side="left"
     )
-
-
-def tiny_qwen2(vocab_size: int, seed: int = 0, hidden: int = 48, layers: int = 2):
-    """A randomly initialised Qwen2 causal LM in eval mode (float32)."""
-    from transformers import Qwen2Config, Qwen2ForCausalLM
-
-    cfg = Qwen2Config(
-        vocab_size=vocab_size,
-        hidden_size=hidden,
-        intermediate_size=2 * hidden,
-        num_hidden_layers=layers,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        max_position_embeddings=4096,
-        tie_word_embeddings=True,
-    )
-    torch.manual_seed(seed)
-    return Qwen2ForCausalLM(cfg).eval()
 
 
 @pytest.fixture(scope="session")

@@ -122,7 +122,8 @@ def test_stop_string_ends_at_first_occurrence(backend, tokenizer):
 def test_multi_token_stop_string(format_model, tokenizer):
     """The format-trained fixture model writes '</action>' (several tokens): rows stop on the
     token that completes it, wherever in the batch they are."""
-    from conftest import FORMAT_PROMPT
+    from agent_helpers import FORMAT_PROMPT
+
     from empg.agent import build_messages, render_prompt
 
     stop = "</action>"
@@ -165,7 +166,7 @@ def test_early_finishers_leave_the_batch(backend, model, tokenizer):
 
 def test_eos_from_generation_config_is_kept_and_ends_the_row(tokenizer):
     """EOS ids come from the tokenizer AND model.generation_config (which may list several)."""
-    from conftest import tiny_qwen2
+    from agent_helpers import tiny_qwen2
 
     m = tiny_qwen2(len(tokenizer), seed=4)
     eos = set(range(2, 120))

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 import torch
+from agent_helpers import FORMAT_PROMPT
 
 import empg
-from conftest import FORMAT_PROMPT
 from empg.agent import (
     INVALID_ACTION,
     GenerationConfig,
