@@ -8,7 +8,7 @@
 # or EMPG_TORCH_SPEC=skip to keep whatever torch the venv already has.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-EXTRAS="${EMPG_EXTRAS:-dev,train,textworld,alfworld}"
+EXTRAS="${EMPG_EXTRAS:-dev,train,textworld,alfworld,trl}"
 if [ ! -x .venv/bin/python ]; then
   python3 -m venv .venv
 fi
