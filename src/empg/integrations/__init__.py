@@ -1,0 +1,1 @@
+"""Engine integrations (verl, TRL). Each subpackage imports its engine lazily."""

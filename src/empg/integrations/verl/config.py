@@ -1,0 +1,160 @@
+"""The ``algorithm.empg`` section of a verl config, and the checks that refuse configurations
+where EMPG cannot work. No verl import: the config arrives as an OmegaConf ``DictConfig`` or a
+plain mapping and is read through ``.get`` / ``OmegaConf.to_container`` only."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from empg.algos.modulation import FINAL_NORMS
+from empg.errors import ConfigError
+from empg.train.schema import from_dict
+
+TRAINER_MODE = "empg_sync"
+"""the ``trainer.v1.trainer_mode`` name under which the EMPG trainer is registered"""
+
+OUTCOME_ESTIMATORS = (
+    "grpo",
+    "grpo_vectorized",
+    "grpo_passk",
+    "rloo",
+    "rloo_vectorized",
+    "opo",
+    "gdpo",
+)
+"""verl estimators that give every response token of a row the same (outcome) advantage;
+EMPG needs exactly one advantage per trajectory, so per-token estimators (gae, reinforce++,
+remax with in-reward KL, optimal-token baselines) are refused"""
+
+
+@dataclass
+class VerlEMPGConfig:
+    """``algorithm.empg`` (knobs as in :func:`empg.modulate_advantages`)."""
+
+    enable: bool = True
+    """modulate the base estimator's advantages with EMPG (False: the base estimator alone)"""
+    k: float = 1.0
+    """scale temperature: g = exp(-k Hn) / batch mean"""
+    k_future: float = 1.0
+    """future-clarity temperature: f = exp(-k_future Hn[t+1])"""
+    zeta: float = 0.1
+    """weight of the future-clarity bonus"""
+    scale: bool = True
+    """ablation switch: entropy scaling g (False = bonus only)"""
+    bonus: bool = True
+    """ablation switch: future-clarity bonus f (False = scaling only)"""
+    final_norm: str = "mean"
+    """final normalisation over the batch's steps: mean, mean_std or none"""
+
+    def __post_init__(self) -> None:
+        if self.final_norm not in FINAL_NORMS:
+            raise ConfigError(
+                f"algorithm.empg.final_norm must be one of {FINAL_NORMS}, got {self.final_norm!r}"
+            )
+        if self.enable and not (self.scale or self.bonus):
+            raise ConfigError(
+                "algorithm.empg.scale and algorithm.empg.bonus are both False: EMPG would only "
+                "re-centre the advantages; set enable=False to train with the base estimator"
+            )
+
+    def knobs(self) -> dict[str, Any]:
+        """Keyword arguments for :func:`empg.modulate_advantages`."""
+        return {
+            "k": self.k,
+            "k_future": self.k_future,
+            "zeta": self.zeta,
+            "scale": self.scale,
+            "bonus": self.bonus,
+            "final_norm": self.final_norm,
+        }
+
+
+def _plain(node: Any) -> Any:
+    """A DictConfig / ListConfig as plain Python containers (resolved); mappings as dicts."""
+    try:
+        from omegaconf import DictConfig, ListConfig, OmegaConf
+    except ImportError:  # plain mappings only
+        DictConfig = ListConfig = ()  # type: ignore[assignment]
+    if DictConfig and isinstance(node, DictConfig | ListConfig):
+        return OmegaConf.to_container(node, resolve=True)
+    if isinstance(node, Mapping):
+        return {k: _plain(v) for k, v in node.items()}
+    return node
+
+
+def _get(node: Any, path: str, default: Any = None) -> Any:
+    cur = node
+    for part in path.split("."):
+        if cur is None:
+            return default
+        cur = cur.get(part, None) if hasattr(cur, "get") else getattr(cur, part, None)
+    return default if cur is None else cur
+
+
+def empg_config_from(algorithm: Any) -> VerlEMPGConfig:
+    """Build :class:`VerlEMPGConfig` from a verl ``algorithm`` section (its ``empg`` key).
+
+    A missing ``empg`` key gives the defaults (EMPG on). Unknown keys and wrong types raise
+    :class:`~empg.errors.ConfigError` naming the key.
+    """
+    section = _plain(_get(algorithm, "empg", None))
+    if section is None:
+        return VerlEMPGConfig()
+    if not isinstance(section, dict):
+        raise ConfigError(
+            f"algorithm.empg must be a mapping of EMPG knobs, got {type(section).__name__}"
+        )
+    return from_dict(VerlEMPGConfig, section, prefix="algorithm.empg.")
+
+
+def check_verl_config(config: Any) -> VerlEMPGConfig:
+    """Refuse verl configurations where EMPG cannot work; return the EMPG knobs.
+
+    Checks (each failure is a :class:`~empg.errors.ConfigError` saying what to change):
+
+    * ``trainer.use_v1`` is on and ``trainer.v1.trainer_mode`` is ``empg_sync``;
+    * ``algorithm.adv_estimator`` is an outcome-level estimator (:data:`OUTCOME_ESTIMATORS`);
+    * rollout-correction bypass mode is off: in bypass mode verl skips the old-log-prob
+      recomputation, so no per-token ``entropy`` is produced;
+    * no critic is in use (EMPG replaces ``returns`` with the modulated advantages).
+    """
+    algorithm = _get(config, "algorithm")
+    if algorithm is None:
+        raise ConfigError("the verl config has no 'algorithm' section")
+    cfg = empg_config_from(algorithm)
+    if not cfg.enable:
+        return cfg
+    if _get(config, "trainer.use_v1", True) is not True:
+        raise ConfigError(
+            "EMPG plugs into verl's v1 trainer; set trainer.use_v1=True "
+            f"and trainer.v1.trainer_mode={TRAINER_MODE}"
+        )
+    mode = _get(config, "trainer.v1.trainer_mode", None)
+    if mode is not None and mode != TRAINER_MODE:
+        raise ConfigError(
+            f"trainer.v1.trainer_mode is {mode!r}, so EMPG would not run; set "
+            f"trainer.v1.trainer_mode={TRAINER_MODE} (or algorithm.empg.enable=False)"
+        )
+    est = str(_get(algorithm, "adv_estimator", "gae"))
+    est = getattr(_get(algorithm, "adv_estimator", None), "value", est)
+    if est not in OUTCOME_ESTIMATORS:
+        raise ConfigError(
+            f"algorithm.adv_estimator={est!r} gives per-token advantages; EMPG modulates one "
+            f"outcome advantage per trajectory. Use one of {list(OUTCOME_ESTIMATORS)} "
+            "(DAPO in verl = grpo + filter_groups + clip-higher + token-mean)"
+        )
+    rc = _get(algorithm, "rollout_correction", None)
+    if rc is not None and bool(_get(rc, "bypass_mode", False)):
+        raise ConfigError(
+            "algorithm.rollout_correction.bypass_mode=True makes verl reuse the rollout "
+            "log-probs instead of recomputing old log-probs, so it computes no per-token "
+            "entropy for EMPG; set algorithm.rollout_correction.bypass_mode=False"
+        )
+    if bool(_get(config, "critic.enable", False)):
+        raise ConfigError(
+            "critic.enable=True: EMPG works with critic-free outcome estimators; disable the "
+            "critic (EMPG overwrites returns with the modulated advantages)"
+        )
+    return cfg
