@@ -23,7 +23,7 @@ from empg.models.tiny import TinyModelConfig, build_tiny_model
 def test_examples_follow_the_expert_with_compact_prompts(small_tokenizer):
     from empg.envs import make
 
-    ex = expert_examples(SFTConfig(episodes=3), small_tokenizer)
+    ex = expert_examples(SFTConfig(episodes=3, random_action_prob=0.0), small_tokenizer)
     env = make("household", split="train")
     for seed in range(3):
         env.reset(seed=seed)
@@ -44,7 +44,7 @@ def test_examples_follow_the_expert_with_compact_prompts(small_tokenizer):
 
 
 def test_random_actions_are_executed_but_not_trained_on(small_tokenizer):
-    plain = expert_examples(SFTConfig(episodes=20), small_tokenizer)
+    plain = expert_examples(SFTConfig(episodes=20, random_action_prob=0.0), small_tokenizer)
     noisy = expert_examples(SFTConfig(episodes=20, random_action_prob=0.3), small_tokenizer)
     assert noisy == expert_examples(SFTConfig(episodes=20, random_action_prob=0.3), small_tokenizer)
     skipped = [
@@ -66,7 +66,7 @@ def test_collate_left_pads_and_labels_only_targets():
 
 
 def test_encode_cuts_long_prompts_from_the_left(small_tokenizer):
-    ex = expert_examples(SFTConfig(episodes=1), small_tokenizer)[:1]
+    ex = expert_examples(SFTConfig(episodes=1, random_action_prob=0.0), small_tokenizer)[:1]
     full = encode_examples(ex, small_tokenizer, 10_000)[0]
     cut = encode_examples(ex, small_tokenizer, 50)[0]
     assert len(cut[0]) == 50 and cut[0] == full[0][-50:]
@@ -114,7 +114,9 @@ def test_training_is_deterministic_under_a_seed(small_tokenizer):
 def test_small_budget_lowers_loss_and_raises_held_out_expert_accuracy(small_tokenizer):
     model = build_tiny_model(small_tokenizer, TinyModelConfig(num_layers=2))
     before = expert_action_accuracy(model, small_tokenizer, episodes=6)  # valid_seen tasks
-    cfg = SFTConfig(episodes=60, steps=80, batch_size=16, lr=5e-3, max_length=192)
+    cfg = SFTConfig(
+        episodes=60, steps=80, batch_size=16, lr=5e-3, max_length=192, random_action_prob=0.0
+    )
     stats = train_sft(model, small_tokenizer, cfg)
     after = expert_action_accuracy(model, small_tokenizer, episodes=6)
     first, last = sum(stats.losses[:5]) / 5, sum(stats.losses[-5:]) / 5
@@ -150,3 +152,21 @@ def test_bad_sft_configs_are_rejected():
         SFTConfig(batch_size=0)
     with pytest.raises(ConfigError, match="lr"):
         SFTConfig(lr=float("nan"))
+
+
+def test_exploratory_actions_are_admissible_or_near_misses_that_do_nothing():
+    import random
+
+    from empg.envs import make
+    from empg.models.sft import _exploratory_action
+
+    env = make("household", split="train")
+    _, info = env.reset(seed=0)
+    adm = info["admissible_actions"]
+    rng = random.Random(0)
+    acts = [_exploratory_action(rng, adm) for _ in range(40)]
+    misses = [a for a in acts if a not in adm]
+    assert 10 <= len(misses) <= 30
+    for a in misses:
+        env.reset(seed=0)
+        assert env.step(a).observation == "Nothing happens."

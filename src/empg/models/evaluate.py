@@ -194,7 +194,11 @@ def expert_action_accuracy(
     from empg.models.sft import SFTConfig, expert_examples
 
     cfg = SFTConfig(
-        env=env, split=split, episodes=episodes, prompt=prompt or default_prompt_config()
+        env=env,
+        split=split,
+        episodes=episodes,
+        random_action_prob=0.0,
+        prompt=prompt or default_prompt_config(),
     )
     examples = expert_examples(cfg, tokenizer)
     texts = generate_responses(

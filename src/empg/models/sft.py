@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import math
 import random
+import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -42,16 +43,17 @@ class SFTConfig:
     """environment whose expert makes the data (household, shop, search)"""
     split: str = "train"
     """split the expert episodes come from"""
-    episodes: int = 400
+    episodes: int = 1500
     """expert episodes (seeds first_seed .. first_seed + episodes - 1)"""
     first_seed: int = 0
     """first task seed"""
     horizon: int = 30
     """step cap of a data episode"""
-    random_action_prob: float = 0.0
-    """share of steps where a random admissible action is executed instead of the expert's (its
-    step is not trained on; the expert's labels after it teach recovery)"""
-    steps: int = 150
+    random_action_prob: float = 0.3
+    """share of steps where a random action is executed instead of the expert's: half of them
+    admissible, half a near-miss that does nothing (an admissible action with its number
+    changed). Those steps are not trained on; the expert's labels after them teach recovery"""
+    steps: int = 300
     """optimiser steps"""
     batch_size: int = 32
     """sequences per optimiser step"""
@@ -110,6 +112,16 @@ class SFTStats:
     """wall time of the optimisation"""
 
 
+def _exploratory_action(rng: random.Random, admissible: list[str]) -> str:
+    """A random admissible action, or (half the time) a near-miss such as 'go to drawer 5'."""
+    action = rng.choice(admissible)
+    if rng.random() < 0.5:
+        digits = re.search(r"(\d+)$", action)
+        bumped = str(int(digits.group(1)) + rng.randint(3, 6)) if digits else "9"
+        action = (action[: digits.start()] if digits else action + " ") + bumped
+    return action
+
+
 def expert_examples(cfg: SFTConfig, tokenizer: Any = None) -> list[Example]:
     """(prompt, target) examples from expert episodes; ``tokenizer`` picks the prompt template."""
     from empg.envs import make
@@ -126,7 +138,7 @@ def expert_examples(cfg: SFTConfig, tokenizer: Any = None) -> list[Example]:
                 admissible = list(info.get("admissible_actions") or [])
                 explore = bool(admissible) and rng.random() < cfg.random_action_prob
                 if explore:
-                    action = rng.choice(admissible)
+                    action = _exploratory_action(rng, admissible)
                 else:
                     msgs = build_messages(
                         cfg.env, info.get("task", ""), obs, history, admissible, cfg.prompt
