@@ -412,3 +412,19 @@ def test_determinism_across_processes_and_hash_seeds():
             [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
         )
         assert out.stdout.strip() == here
+
+
+def test_task_types_restricts_the_mix():
+    env = HouseholdEnv(
+        split="train", task_types=["pick_and_place_simple", "pick_two_obj_and_place"]
+    )
+    seen = [env.reset(seed=s)[1]["task_type"] for s in range(6)]
+    assert seen == ["pick_and_place_simple", "pick_two_obj_and_place"] * 3
+    # an explicit reset option still wins
+    assert env.reset(seed=0, options={"task_type": "look_at_obj_in_light"})[1]["task_type"] == (
+        "look_at_obj_in_light"
+    )
+    with pytest.raises(ValueError, match="task_types must be a non-empty list"):
+        HouseholdEnv(task_types=["pick_and_fly"])
+    with pytest.raises(ValueError, match="task_types must be a non-empty list"):
+        HouseholdEnv(task_types=[])

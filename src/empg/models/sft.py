@@ -43,6 +43,8 @@ class SFTConfig:
     """environment whose expert makes the data (household, shop, search)"""
     split: str = "train"
     """split the expert episodes come from"""
+    env_kwargs: dict[str, Any] = field(default_factory=dict)
+    """extra environment constructor arguments (e.g. household task_types)"""
     episodes: int = 1500
     """expert episodes (seeds first_seed .. first_seed + episodes - 1)"""
     first_seed: int = 0
@@ -126,7 +128,7 @@ def expert_examples(cfg: SFTConfig, tokenizer: Any = None) -> list[Example]:
     """(prompt, target) examples from expert episodes; ``tokenizer`` picks the prompt template."""
     from empg.envs import make
 
-    env = make(cfg.env, split=cfg.split)
+    env = make(cfg.env, split=cfg.split, **cfg.env_kwargs)
     out: list[Example] = []
     try:
         for seed in range(cfg.first_seed, cfg.first_seed + cfg.episodes):

@@ -13,6 +13,7 @@ initial :class:`~empg.envs.household.scene.Scene` of the current task.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from empg.envs.core import TextEnv
@@ -28,9 +29,24 @@ class HouseholdEnv(TextEnv):
 
     name = "household"
 
-    def __init__(self, split: str = "train", max_steps: int = 50) -> None:
+    def __init__(
+        self,
+        split: str = "train",
+        max_steps: int = 50,
+        task_types: Sequence[str] | None = None,
+    ) -> None:
+        """``task_types`` restricts the task mix: seed ``s`` plays ``task_types[s % n]`` (for
+        curricula and small CPU jobs); None keeps the benchmark's own mix."""
         super().__init__()
         self.split = check_split(split)
+        if task_types is not None:
+            bad = [t for t in task_types if t not in TASK_TYPES]
+            if bad or not task_types:
+                raise ValueError(
+                    f"task_types must be a non-empty list drawn from {', '.join(TASK_TYPES)}; "
+                    f"got {list(task_types)!r}"
+                )
+        self.task_types = None if task_types is None else list(task_types)
         if not isinstance(max_steps, int) or isinstance(max_steps, bool) or max_steps < 1:
             raise ValueError(f"max_steps must be a positive int, got {max_steps!r}")
         self.max_steps = max_steps
@@ -65,6 +81,8 @@ class HouseholdEnv(TextEnv):
         if seed is None:  # no seed: walk through the split's tasks in order
             seed = self._next_seed
         self._next_seed = seed + 1
+        if task_type is None and self.task_types is not None:
+            task_type = self.task_types[seed % len(self.task_types)]
         self._scene = generate_scene(self.split, seed, task_type)
         self._state = HouseholdState(self._scene)
         self._won = False
