@@ -219,3 +219,24 @@ def test_input_errors(backend):
     with pytest.raises(InputError, match="GenerationConfig"):
         backend.generate([[1, 2]], {"max_new_tokens": 3})
     assert backend.generate([], GenerationConfig()) == []
+
+
+def test_react_tags_registered_as_special_tokens_are_kept(tokenizer):
+    """Tokenizers may make <think>/<action> special tokens: decoding and stop strings keep them."""
+    import copy
+
+    from agent_helpers import tiny_qwen2
+
+    from empg.agent.generation import HFBackend
+
+    tok = copy.deepcopy(tokenizer)
+    tok.add_special_tokens(
+        {"additional_special_tokens": ["<think>", "</think>", "<action>", "</action>"]}
+    )
+    backend = HFBackend(tiny_qwen2(len(tok)), tok)
+    text = "<think>the mug is here</think><action>take mug 1 from desk 1</action>"
+    ids = backend.encode(text)
+    assert tok.convert_tokens_to_ids("</action>") in ids  # one special token
+    assert backend.decode([*ids, tok.eos_token_id, tok.pad_token_id]) == text
+    assert backend._hit_stop(ids, ("</action>",))
+    assert not backend._hit_stop(ids[:-1], ("</action>",))

@@ -190,8 +190,11 @@ class HFBackend:
         return list(self.tokenizer.encode(text, add_special_tokens=False))
 
     def decode(self, ids: Sequence[int]) -> str:
-        """Text of ``ids`` with special tokens skipped."""
-        return self.tokenizer.decode(list(ids), skip_special_tokens=True)
+        """Text of ``ids`` without EOS and padding. Other special tokens are KEPT: a tokenizer
+        may register the ReAct tags (``<think>``, ``<action>``) as special tokens, and parsing
+        and stop strings need them."""
+        drop = self.eos_ids | {self._pad}
+        return self.tokenizer.decode([i for i in ids if i not in drop], skip_special_tokens=False)
 
     def _device(self) -> torch.device:
         try:
@@ -201,7 +204,7 @@ class HFBackend:
 
     def _hit_stop(self, ids: list[int], stops: tuple[str, ...]) -> bool:
         window = max(len(s) for s in stops) + self.stop_window
-        tail = self.tokenizer.decode(ids[-window:], skip_special_tokens=True)
+        tail = self.decode(ids[-window:])
         return any(s in tail for s in stops)
 
     def generate(
