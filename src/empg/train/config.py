@@ -184,7 +184,7 @@ class OptimConfig:
 class EvalConfig:
     splits: list[str] = field(default_factory=lambda: ["valid_seen", "valid_unseen"])
     """held-out splits evaluated on a fixed task list"""
-    episodes: int = 64
+    episodes: int = 50
     """tasks per split (seeds 0..episodes-1, the same every time)"""
     temperature: float = 0.4
     """sampling temperature for evaluation"""
@@ -194,7 +194,7 @@ class EvalConfig:
 
 @dataclass
 class TrainConfig:
-    iterations: int = 30
+    iterations: int = 20
     """RL iterations"""
     seed: int = 0
     """seed of everything (tasks, sampling, initialisation)"""

@@ -96,7 +96,14 @@ class Trainer:
             log(f"[empg] --resume: no checkpoint in {self.run_dir}; starting from scratch")
         self._check_run_dir(resume)
         _quiet_transformers()
+        if cfg.model.path == "default":
+            log(
+                "[empg] loading the default tiny policy (on first use it is built: tokenizer, "
+                "model and supervised warm start, about 5-10 minutes on 2 CPU cores; cached)"
+            )
+        t0 = time.perf_counter()
         self.model, self.tokenizer = load_model(cfg)
+        log(f"[empg] policy ready in {time.perf_counter() - t0:.1f}s")
         self.ref_model = None
         if cfg.algo.kl_coef > 0:
             self.ref_model = copy.deepcopy(self.model).eval().requires_grad_(False).to(self.device)
