@@ -56,6 +56,12 @@ def test_smoke_two_iterations(tiny_policy_dir, tmp_path):
     assert (tmp_path / "run" / "config.yaml").exists()
     assert (tmp_path / "run" / "plots" / "advantages.png").exists()
     assert latest_checkpoint(tmp_path / "run").name == "iter_000002"
+    # the checkpoint's model folder is a complete policy (empg eval --checkpoint)
+    from empg.models.default import load_policy
+
+    model, tok = load_policy(latest_checkpoint(tmp_path / "run") / "model")
+    torch.testing.assert_close(_weights(model), _weights(tr.model))
+    assert tok.pad_token_id == tr.tokenizer.pad_token_id
 
 
 def test_exact_resume(tiny_policy_dir, tmp_path):

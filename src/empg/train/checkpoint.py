@@ -66,7 +66,14 @@ def set_rng_state(state: dict[str, Any]) -> None:
 
 
 def save_checkpoint(
-    run_dir: Path, iteration: int, model, optimizer, scheduler, state: dict[str, Any], keep: int = 2
+    run_dir: Path,
+    iteration: int,
+    model,
+    optimizer,
+    scheduler,
+    state: dict[str, Any],
+    keep: int = 2,
+    tokenizer=None,
 ) -> Path:
     """Write checkpoint ``iteration`` atomically and prune older ones beyond ``keep``."""
     root = Path(run_dir) / "checkpoints"
@@ -77,6 +84,8 @@ def save_checkpoint(
         shutil.rmtree(tmp)
     tmp.mkdir()
     model.save_pretrained(tmp / "model", safe_serialization=True)
+    if tokenizer is not None:  # so the checkpoint's model folder loads on its own (empg eval)
+        tokenizer.save_pretrained(tmp / "model")
     torch.save(
         {"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict()},
         tmp / "optimizer.pt",

@@ -298,6 +298,7 @@ class Trainer:
                     self.scheduler,
                     {k: v for k, v in self.state.items() if k != "rng"},
                     keep=cfg.keep_checkpoints,
+                    tokenizer=self.tokenizer,
                 )
         result.iterations_done = int(self.state["iteration"])
         self.log("[empg] evaluating the trained policy ...")
