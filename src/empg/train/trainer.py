@@ -61,9 +61,9 @@ def load_model(cfg: TrainConfig, path: str | None = None):
     from empg.models.default import default_policy, load_policy
 
     if path is None and cfg.model.path == "default":
-        model, tokenizer, _ = default_policy(
-            env=cfg.env.name if cfg.env.name == "household" else "household"
-        )
+        # the built-in environments have experts to warm-start from; others use household's
+        warm_env = cfg.env.name if cfg.env.name in ("household", "shop", "search") else "household"
+        model, tokenizer, _ = default_policy(env=warm_env)
     else:
         model, tokenizer = load_policy(path or cfg.model.path)
     if cfg.model.lora_rank > 0 and path is None:
