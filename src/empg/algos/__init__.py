@@ -29,6 +29,7 @@ from empg.algos.losses import (
 )
 from empg.algos.modulation import (
     FINAL_NORMS,
+    EMPGConfig,
     modulate_advantages,
     modulate_token_advantages,
     next_step_position,
@@ -50,6 +51,7 @@ __all__ = [
     "LOSS_AGG_MODES",
     "PRESETS",
     "AlgoPreset",
+    "EMPGConfig",
     "PolicyLossOutput",
     "StepIndex",
     "StepSegments",

@@ -17,6 +17,9 @@ Arithmetic is float64 internally; results are float32.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Any
+
 import torch
 
 from empg.algos.steps import check_step_ids, step_entropy_from_sequences
@@ -29,9 +32,47 @@ from empg.algos.validation import (
     check_same_shape,
     check_scalar,
 )
-from empg.errors import InputError
+from empg.errors import ConfigError, InputError
 
 FINAL_NORMS = ("mean", "mean_std", "none")
+
+
+@dataclass
+class EMPGConfig:
+    """EMPG's settings as one typed section: the project's trainer (``algo.empg``) and the verl
+    plug-in (``algorithm.empg``) both use it; defaults are the authors' pseudocode."""
+
+    enable: bool = True
+    """modulate step advantages with EMPG (False: the base estimator alone)"""
+    k: float = 1.0
+    """scale temperature: g = exp(-k Hn) / mean"""
+    k_future: float = 1.0
+    """future-clarity temperature: f = exp(-k_future Hn[t+1])"""
+    zeta: float = 0.1
+    """weight of the future-clarity bonus"""
+    scale: bool = True
+    """ablation switch: entropy scaling g (False = bonus only)"""
+    bonus: bool = True
+    """ablation switch: future-clarity bonus f (False = scaling only)"""
+    final_norm: str = "mean"
+    """final normalisation over the batch's steps: mean, mean_std or none"""
+
+    def __post_init__(self) -> None:
+        if self.final_norm not in FINAL_NORMS:
+            raise ConfigError(
+                f"empg.final_norm must be one of {FINAL_NORMS}, got {self.final_norm!r}"
+            )
+
+    def knobs(self) -> dict[str, Any]:
+        """Keyword arguments for :func:`modulate_advantages` / :func:`modulate_token_advantages`."""
+        return {
+            "k": self.k,
+            "k_future": self.k_future,
+            "zeta": self.zeta,
+            "scale": self.scale,
+            "bonus": self.bonus,
+            "final_norm": self.final_norm,
+        }
 
 
 def _check_knobs(k, k_future, zeta, scale, bonus, final_norm, eps) -> tuple[float, ...]:

@@ -51,18 +51,7 @@ def batch_advantages(
     e = algo.empg
     if e.enable:
         step_h = step_entropy_from_rows(entropies, mask)
-        adv = modulate_advantages(
-            step_h,
-            adv,
-            table.traj_id,
-            table.step_index,
-            k=e.k,
-            k_future=e.k_future,
-            zeta=e.zeta,
-            scale=e.scale,
-            bonus=e.bonus,
-            final_norm=e.final_norm,
-        )
+        adv = modulate_advantages(step_h, adv, table.traj_id, table.step_index, **e.knobs())
         stats["empg/step_entropy_mean"] = float(step_h.mean())
         stats["empg/step_entropy_std"] = float(step_h.std()) if step_h.numel() > 1 else 0.0
     stats.update(

@@ -15,7 +15,7 @@ from typing import Any
 
 from empg.algos.dapo import get_preset
 from empg.algos.losses import KL_ESTIMATORS, LOSS_AGG_MODES
-from empg.algos.modulation import FINAL_NORMS
+from empg.algos.modulation import EMPGConfig
 from empg.errors import ConfigError
 from empg.train.schema import apply_overrides, from_dict, to_dict
 
@@ -86,28 +86,6 @@ class RolloutSettings:
             raise ConfigError("rollout.tasks_per_batch, group_size, max_new_tokens must be >= 1")
         if self.temperature < 0 or not 0 < self.top_p <= 1:
             raise ConfigError("rollout.temperature must be >= 0 and 0 < rollout.top_p <= 1")
-
-
-@dataclass
-class EMPGConfig:
-    enable: bool = True
-    """modulate step advantages with EMPG"""
-    k: float = 1.0
-    """scale temperature: g = exp(-k Hn) / mean"""
-    k_future: float = 1.0
-    """future-clarity temperature: f = exp(-k_future Hn[t+1])"""
-    zeta: float = 0.1
-    """weight of the future-clarity bonus"""
-    scale: bool = True
-    """ablation switch: entropy scaling g (False = bonus only)"""
-    bonus: bool = True
-    """ablation switch: future-clarity bonus f (False = scaling only)"""
-    final_norm: str = "mean"
-    """final normalisation over the batch's steps: mean, mean_std or none"""
-
-    def __post_init__(self) -> None:
-        if self.final_norm not in FINAL_NORMS:
-            raise ConfigError(f"algo.empg.final_norm must be one of {FINAL_NORMS}")
 
 
 @dataclass

@@ -5,10 +5,9 @@ plain mapping and is read through ``.get`` / ``OmegaConf.to_container`` only."""
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any
 
-from empg.algos.modulation import FINAL_NORMS
+from empg.algos.modulation import FINAL_NORMS, EMPGConfig
 from empg.errors import ConfigError
 from empg.train.schema import from_dict
 
@@ -29,24 +28,9 @@ EMPG needs exactly one advantage per trajectory, so per-token estimators (gae, r
 remax with in-reward KL, optimal-token baselines) are refused"""
 
 
-@dataclass
-class VerlEMPGConfig:
-    """``algorithm.empg`` (knobs as in :func:`empg.modulate_advantages`)."""
-
-    enable: bool = True
-    """modulate the base estimator's advantages with EMPG (False: the base estimator alone)"""
-    k: float = 1.0
-    """scale temperature: g = exp(-k Hn) / batch mean"""
-    k_future: float = 1.0
-    """future-clarity temperature: f = exp(-k_future Hn[t+1])"""
-    zeta: float = 0.1
-    """weight of the future-clarity bonus"""
-    scale: bool = True
-    """ablation switch: entropy scaling g (False = bonus only)"""
-    bonus: bool = True
-    """ablation switch: future-clarity bonus f (False = scaling only)"""
-    final_norm: str = "mean"
-    """final normalisation over the batch's steps: mean, mean_std or none"""
+class VerlEMPGConfig(EMPGConfig):
+    """``algorithm.empg``: the core :class:`~empg.algos.modulation.EMPGConfig` (same fields and
+    defaults as the trainer's ``algo.empg``), with verl-specific refusals."""
 
     def __post_init__(self) -> None:
         if self.final_norm not in FINAL_NORMS:
@@ -58,17 +42,6 @@ class VerlEMPGConfig:
                 "algorithm.empg.scale and algorithm.empg.bonus are both False: EMPG would only "
                 "re-centre the advantages; set enable=False to train with the base estimator"
             )
-
-    def knobs(self) -> dict[str, Any]:
-        """Keyword arguments for :func:`empg.modulate_advantages`."""
-        return {
-            "k": self.k,
-            "k_future": self.k_future,
-            "zeta": self.zeta,
-            "scale": self.scale,
-            "bonus": self.bonus,
-            "final_norm": self.final_norm,
-        }
 
 
 def _plain(node: Any) -> Any:
