@@ -9,8 +9,8 @@ from agent_helpers import FORMAT_PROMPT, tiny_qwen2
 
 from empg.agent import build_messages, format_response, render_prompt
 from empg.envs import make
+from tiny_tokenizer import EOS, train_bpe
 
-PAD, EOS = "<|pad|>", "<|endoftext|>"
 STEPS = 80
 #: prompt settings the format model is trained with (short prompts keep training cheap)
 
@@ -40,22 +40,7 @@ def _corpus() -> list[str]:
 @pytest.fixture(scope="session")
 def tokenizer():
     """Byte-level BPE (vocab 400) wrapped in PreTrainedTokenizerFast, left padding."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-    from transformers import PreTrainedTokenizerFast
-
-    tok = Tokenizer(models.BPE())
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(
-        vocab_size=400,
-        special_tokens=[PAD, EOS],
-        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-        show_progress=False,
-    )
-    tok.train_from_iterator(_corpus(), trainer=trainer)
-    return PreTrainedTokenizerFast(
-        tokenizer_object=tok, pad_token=PAD, eos_token=EOS, padding_side="left"
-    )
+    return train_bpe(_corpus(), 400)
 
 
 @pytest.fixture(scope="session")

@@ -7,8 +7,7 @@ import torch
 
 from empg.agent import format_response, render_prompt
 from empg.envs import make
-
-PAD, EOS = "<|pad|>", "<|endoftext|>"
+from tiny_tokenizer import train_bpe
 
 
 def _corpus() -> list[str]:
@@ -29,22 +28,9 @@ def _corpus() -> list[str]:
 
 @pytest.fixture(scope="session")
 def tiny_policy_dir(tmp_path_factory):
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-    from transformers import PreTrainedTokenizerFast, Qwen2Config, Qwen2ForCausalLM
+    from transformers import Qwen2Config, Qwen2ForCausalLM
 
-    tok = Tokenizer(models.BPE())
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(
-        vocab_size=300,
-        special_tokens=[PAD, EOS],
-        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-        show_progress=False,
-    )
-    tok.train_from_iterator(_corpus(), trainer=trainer)
-    tokenizer = PreTrainedTokenizerFast(
-        tokenizer_object=tok, pad_token=PAD, eos_token=EOS, padding_side="left"
-    )
+    tokenizer = train_bpe(_corpus(), 300)
     cfg = Qwen2Config(
         vocab_size=len(tokenizer),
         hidden_size=32,
