@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import torch
-
+import tiny_hf
 from empg.agent import PromptConfig
 
 #: prompt settings the format model is trained with (short prompts keep training cheap)
@@ -12,17 +11,6 @@ FORMAT_PROMPT = PromptConfig(compact=True, show_admissible=False, max_observatio
 
 def tiny_qwen2(vocab_size: int, seed: int = 0, hidden: int = 48, layers: int = 2):
     """A randomly initialised Qwen2 causal LM in eval mode (float32)."""
-    from transformers import Qwen2Config, Qwen2ForCausalLM
-
-    cfg = Qwen2Config(
-        vocab_size=vocab_size,
-        hidden_size=hidden,
-        intermediate_size=2 * hidden,
-        num_hidden_layers=layers,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        max_position_embeddings=4096,
-        tie_word_embeddings=True,
-    )
-    torch.manual_seed(seed)
-    return Qwen2ForCausalLM(cfg).eval()
+    return tiny_hf.tiny_qwen2(
+        vocab_size, hidden=hidden, layers=layers, seed=seed, max_positions=4096
+    ).eval()

@@ -9,7 +9,7 @@ from agent_helpers import FORMAT_PROMPT, tiny_qwen2
 
 from empg.agent import build_messages, format_response, render_prompt
 from empg.envs import make
-from tiny_tokenizer import EOS, train_bpe
+from tiny_hf import EOS, train_bpe
 
 STEPS = 80
 #: prompt settings the format model is trained with (short prompts keep training cheap)

@@ -30,6 +30,7 @@ from empg.integrations.trl import (  # noqa: E402
     modulate_sharded,
     success_reward,
 )
+from tiny_hf import tiny_qwen2  # noqa: E402
 
 PROMPT = PromptConfig(compact=True, show_admissible=False, max_observation_chars=120)
 KNOBS = EMPGKnobs(k=1.0, k_future=1.0, zeta=0.1, final_norm="mean")
@@ -44,22 +45,13 @@ def tokenizer():
 
 
 def tiny_model(tokenizer, seed: int = 0):
-    from transformers import Qwen2Config, Qwen2ForCausalLM
-
-    cfg = Qwen2Config(
-        vocab_size=len(tokenizer),
-        hidden_size=64,
-        intermediate_size=128,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        max_position_embeddings=2048,
-        tie_word_embeddings=True,
-        pad_token_id=tokenizer.pad_token_id,
-        eos_token_id=tokenizer.eos_token_id,
+    return tiny_qwen2(
+        len(tokenizer),
+        hidden=64,
+        seed=seed,
+        pad_id=tokenizer.pad_token_id,
+        eos_id=tokenizer.eos_token_id,
     )
-    torch.manual_seed(seed)
-    return Qwen2ForCausalLM(cfg)
 
 
 def parity_reward(completions, completion_ids, **_):

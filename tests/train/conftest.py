@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import pytest
-import torch
 
 from empg.agent import format_response, render_prompt
 from empg.envs import make
-from tiny_tokenizer import train_bpe
+from tiny_hf import tiny_qwen2, train_bpe
 
 
 def _corpus() -> list[str]:
@@ -28,23 +27,13 @@ def _corpus() -> list[str]:
 
 @pytest.fixture(scope="session")
 def tiny_policy_dir(tmp_path_factory):
-    from transformers import Qwen2Config, Qwen2ForCausalLM
-
     tokenizer = train_bpe(_corpus(), 300)
-    cfg = Qwen2Config(
-        vocab_size=len(tokenizer),
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        max_position_embeddings=2048,
-        tie_word_embeddings=True,
-        pad_token_id=tokenizer.pad_token_id,
-        eos_token_id=tokenizer.eos_token_id,
+    model = tiny_qwen2(
+        len(tokenizer),
+        hidden=32,
+        pad_id=tokenizer.pad_token_id,
+        eos_id=tokenizer.eos_token_id,
     )
-    torch.manual_seed(0)
-    model = Qwen2ForCausalLM(cfg)
     path = tmp_path_factory.mktemp("policy")
     model.save_pretrained(path)
     tokenizer.save_pretrained(path)
