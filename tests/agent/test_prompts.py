@@ -74,3 +74,42 @@ def test_render_with_chat_template(tokenizer):
 def test_config_validation(kw):
     with pytest.raises(ConfigError):
         PromptConfig(**kw)
+
+
+def test_memory_lines_first_observation_and_earlier_actions():
+    cfg = PromptConfig(history=1, compact=True, first_observation=True, past_actions=2)
+    hist = [Turn("room", "a1"), Turn("o2", "a2"), Turn("o3", "a3"), Turn("o4", "a4")]
+    msgs = build_messages("household", "t", "now", hist, None, cfg)
+    assert msgs[0]["content"] == "\n".join(
+        [
+            "Task: t",
+            "First observation: room",
+            "Earlier actions: a2; a3",  # the two newest actions older than the recent step
+            "Recent steps:",
+            "Observation: o4",
+            "Action: a4",
+            "Current observation: now",
+        ]
+    )
+
+
+def test_memory_lines_only_once_steps_leave_the_window():
+    cfg = PromptConfig(history=2, compact=True, first_observation=True, past_actions=5)
+    two = [Turn("room", "a1"), Turn("o2", "a2")]
+    plain = PromptConfig(history=2, compact=True)
+    # while the first observation is still a recent step, nothing is repeated
+    assert build_messages("household", "t", "o3", two, None, cfg) == build_messages(
+        "household", "t", "o3", two, None, plain
+    )
+    cfg0 = PromptConfig(history=0, compact=True, first_observation=True, past_actions=16)
+    text = build_messages("household", "t", "o3", two, None, cfg0)[0]["content"]
+    assert text == "Task: t\nFirst observation: room\nEarlier actions: a1; a2\nCurrent observation: o3"
+    assert build_messages("household", "t", "room", (), None, cfg0)[0]["content"] == (
+        "Task: t\nCurrent observation: room"
+    )
+
+
+@pytest.mark.parametrize("bad", [-1, 2.5, "3"])
+def test_past_actions_validation(bad):
+    with pytest.raises(ConfigError, match="past_actions"):
+        PromptConfig(past_actions=bad)

@@ -14,6 +14,7 @@ from empg.models.sft import (
     collate,
     encode_examples,
     expert_examples,
+    length_grouped_batches,
     target_loss,
     train_sft,
 )
@@ -97,6 +98,48 @@ def test_target_loss_equals_full_logit_cross_entropy(small_tokenizer):
     assert float(fast) == pytest.approx(total / count, rel=1e-5)
 
 
+def test_prompt_loss_adds_the_weighted_prompt_token_cross_entropy(small_tokenizer):
+    model = build_tiny_model(small_tokenizer, TinyModelConfig(num_layers=2))
+    ex = expert_examples(SFTConfig(episodes=2), small_tokenizer)[:4]
+    enc = encode_examples(ex, small_tokenizer, 384)
+    batch = collate(enc, small_tokenizer.pad_token_id)
+    with torch.no_grad():
+        target_only = float(target_loss(model, batch))
+        mixed = float(target_loss(model, batch, prompt_weight=0.5))
+        logits = model(
+            input_ids=batch["input_ids"],
+            attention_mask=batch["attention_mask"],
+            position_ids=batch["position_ids"],
+        ).logits
+    width = batch["input_ids"].shape[1]
+    total, count = 0.0, 0
+    for b, (ids, start) in enumerate(enc):  # plain loop over real prompt tokens after the first
+        off = width - len(ids)
+        for j in range(1, start):
+            total += float(-torch.log_softmax(logits[b, off + j - 1], -1)[ids[j]])
+            count += 1
+    assert count == sum(start - 1 for _, start in enc)
+    assert mixed == pytest.approx(target_only + 0.5 * total / count, rel=1e-5)
+
+
+def test_length_grouped_batches_cover_every_example_once_in_similar_lengths():
+    gen = torch.Generator().manual_seed(0)
+    lengths = [int(x) for x in torch.randint(10, 400, (1000,), generator=gen)]
+    batches = length_grouped_batches(lengths, 32, torch.Generator().manual_seed(1))
+    flat = sorted(i for b in batches for i in b)
+    assert flat == list(range(1000))
+    assert all(len(b) <= 32 for b in batches)
+    spread = sum(max(lengths[i] for i in b) - min(lengths[i] for i in b) for b in batches)
+    random_spread = sum(
+        max(lengths[i] for i in range(a, min(a + 32, 1000)))
+        - min(lengths[i] for i in range(a, min(a + 32, 1000)))
+        for a in range(0, 1000, 32)
+    )
+    assert spread < 0.25 * random_spread  # batches hold similar lengths
+    again = length_grouped_batches(lengths, 32, torch.Generator().manual_seed(1))
+    assert again == batches  # seeded
+
+
 def test_training_is_deterministic_under_a_seed(small_tokenizer):
     ex = expert_examples(SFTConfig(episodes=4), small_tokenizer)
     runs = []
@@ -152,6 +195,23 @@ def test_bad_sft_configs_are_rejected():
         SFTConfig(batch_size=0)
     with pytest.raises(ConfigError, match="lr"):
         SFTConfig(lr=float("nan"))
+    with pytest.raises(ConfigError, match="prompt_loss_weight"):
+        SFTConfig(prompt_loss_weight=-0.1)
+
+
+def test_length_grouped_training_is_seeded_and_differs_from_plain_order(small_tokenizer):
+    ex = expert_examples(SFTConfig(episodes=4), small_tokenizer)
+    cfg = SFTConfig(steps=3, batch_size=4, length_grouping=True, prompt_loss_weight=0.2)
+    runs = [
+        train_sft(
+            build_tiny_model(small_tokenizer, TinyModelConfig(num_layers=1)),
+            small_tokenizer,
+            cfg,
+            ex,
+        ).losses
+        for _ in range(2)
+    ]
+    assert runs[0] == runs[1] and all(x == x for x in runs[0])
 
 
 def test_exploratory_actions_are_admissible_or_near_misses_that_do_nothing():

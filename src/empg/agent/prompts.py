@@ -1,6 +1,12 @@
 """ReAct prompts: the task, the last k (observation, action) pairs, the current observation,
 optionally the admissible actions, and the answer format.
 
+Two optional memory lines help small models in partially observed environments, where the
+last k steps alone do not say what the agent has already done: ``first_observation`` keeps the
+episode's first observation (household's room overview lists every receptacle), and
+``past_actions`` lists the agent's own earlier actions (older than the last k steps). Both are
+built only from what the agent itself saw and did.
+
 ``build_messages`` returns chat messages; ``render_prompt`` turns them into text with the
 tokenizer's chat template when it has one, or a plain template otherwise.
 """
@@ -46,10 +52,17 @@ class PromptConfig:
     compact: bool = False
     """no system message and no format reminder: short prompts for tiny models that learn the
     format from supervised warm-up"""
+    first_observation: bool = False
+    """keep the episode's first observation (e.g. the room overview) once it has left the
+    recent steps"""
+    past_actions: int = 0
+    """list up to this many of the agent's own actions older than the recent steps (0: none)"""
 
     def __post_init__(self) -> None:
         if not isinstance(self.history, int) or self.history < 0:
             raise ConfigError(f"history must be an int >= 0, got {self.history!r}")
+        if not isinstance(self.past_actions, int) or self.past_actions < 0:
+            raise ConfigError(f"past_actions must be an int >= 0, got {self.past_actions!r}")
         if self.max_admissible < 1 or self.max_observation_chars < 1:
             raise ConfigError("max_admissible and max_observation_chars must be >= 1")
 
@@ -79,7 +92,13 @@ def build_messages(
     hint = ACTION_HINTS.get(env_name, "")
     system = f"You are an agent acting in a text environment. {hint} {ANSWER_FORMAT}".strip()
     lines = [f"Task: {task}"]
-    past = list(history)[-cfg.history :] if cfg.history else []
+    turns = list(history)
+    past = turns[-cfg.history :] if cfg.history else []
+    older = turns[: len(turns) - len(past)]
+    if cfg.first_observation and older:
+        lines.append(f"First observation: {_cut(older[0].observation, cfg.max_observation_chars)}")
+    if cfg.past_actions and older:
+        lines.append("Earlier actions: " + "; ".join(t.action for t in older[-cfg.past_actions :]))
     if past:
         lines.append("Recent steps:")
         for t in past:

@@ -30,6 +30,8 @@ class EvalConfig:
     """environment name"""
     split: str = "valid_seen"
     """held-out split"""
+    env_kwargs: dict[str, Any] = field(default_factory=dict)
+    """extra environment constructor arguments (e.g. household task_types)"""
     episodes: int = 50
     """number of episodes (seeds first_seed .. first_seed + episodes - 1)"""
     first_seed: int = 0
@@ -135,7 +137,7 @@ def evaluate_policy(model: Any, tokenizer: Any, cfg: EvalConfig | None = None) -
 
 
 def _play_chunk(model, tokenizer, cfg: EvalConfig, seeds: list[int], make) -> tuple:
-    envs = [make(cfg.env, split=cfg.split) for _ in seeds]
+    envs = [make(cfg.env, split=cfg.split, **cfg.env_kwargs) for _ in seeds]
     state = []  # per episode: [obs, info, history, done]
     for env, seed in zip(envs, seeds, strict=True):
         obs, info = env.reset(seed=seed)

@@ -31,8 +31,13 @@ IGNORE_INDEX = -100
 
 
 def default_prompt_config() -> PromptConfig:
-    """The short prompt the tiny policy is trained and evaluated with."""
-    return PromptConfig(compact=True, show_admissible=False, history=2)
+    """The short prompt the tiny policy is trained and evaluated with: no system message, no
+    admissible actions, no (observation, action) pairs but the first observation (household's
+    room overview) and the agent's last 16 actions, which is what the expert's next step
+    depends on (docs/models.md has the measurements behind this choice)."""
+    return PromptConfig(
+        compact=True, show_admissible=False, history=0, first_observation=True, past_actions=16
+    )
 
 
 @dataclass(frozen=True)
@@ -55,7 +60,7 @@ class SFTConfig:
     """share of steps where a random action is executed instead of the expert's: half of them
     admissible, half a near-miss that does nothing (an admissible action with its number
     changed). Those steps are not trained on; the expert's labels after them teach recovery"""
-    steps: int = 300
+    steps: int = 900
     """optimiser steps"""
     batch_size: int = 32
     """sequences per optimiser step"""
@@ -67,6 +72,13 @@ class SFTConfig:
     """AdamW weight decay"""
     max_grad_norm: float = 1.0
     """gradient clipping norm"""
+    length_grouping: bool = False
+    """draw each batch from examples of similar length (less padding, faster steps; changes the
+    batch order, so it is a different run)"""
+    prompt_loss_weight: float = 0.0
+    """weight of an auxiliary next-token loss on the prompt tokens (0: targets only). The
+    environments' text repeats names constantly, so modelling it teaches a tiny model to copy
+    from its context, which the targets alone teach far more slowly"""
     max_length: int = 384
     """longest training sequence; longer prompts lose their start"""
     seed: int = 0
@@ -85,6 +97,11 @@ class SFTConfig:
         if not 0.0 <= self.random_action_prob < 1.0:
             raise ConfigError(
                 f"SFTConfig.random_action_prob must be in [0, 1), got {self.random_action_prob}"
+            )
+        if not (self.prompt_loss_weight >= 0 and math.isfinite(self.prompt_loss_weight)):
+            raise ConfigError(
+                f"SFTConfig.prompt_loss_weight must be a finite number >= 0, got "
+                f"{self.prompt_loss_weight}"
             )
         if not (self.lr > 0 and math.isfinite(self.lr)):
             raise ConfigError(f"SFTConfig.lr must be a positive finite number, got {self.lr}")
@@ -198,11 +215,33 @@ def collate(batch: list[tuple[list[int], int]], pad_id: int) -> dict[str, Any]:
     }
 
 
-def target_loss(model: Any, batch: dict[str, Any]) -> Any:
-    """Mean cross-entropy over target tokens; logits only for the tail that holds targets."""
+def target_loss(model: Any, batch: dict[str, Any], prompt_weight: float = 0.0) -> Any:
+    """Mean cross-entropy over target tokens; logits only for the tail that holds targets.
+
+    With ``prompt_weight > 0``, adds ``prompt_weight`` times the mean next-token cross-entropy
+    over the prompt tokens (every real token after a row's first, up to the target).
+    """
     import torch
 
     labels = batch["labels"]  # (B, T)
+    if prompt_weight > 0:
+        logits = model(
+            input_ids=batch["input_ids"],
+            attention_mask=batch["attention_mask"],
+            position_ids=batch["position_ids"],
+        ).logits[:, :-1].float()  # (B, T-1, V): position t predicts token t+1
+        nxt = labels[:, 1:]
+        lm = torch.nn.functional.cross_entropy(
+            logits.reshape(-1, logits.shape[-1]), nxt.reshape(-1), ignore_index=IGNORE_INDEX
+        )
+        real = batch["attention_mask"].bool()
+        prompt_next = real[:, 1:] & real[:, :-1] & (nxt == IGNORE_INDEX)  # (B, T-1)
+        if not prompt_next.any():
+            return lm
+        per_tok = torch.nn.functional.cross_entropy(
+            logits[prompt_next], batch["input_ids"][:, 1:][prompt_next]
+        )
+        return lm + prompt_weight * per_tok
     has_target = (labels != IGNORE_INDEX).any(0).nonzero()
     keep = labels.shape[1] - int(has_target[0]) + 1  # positions predicting target tokens
     logits = model(
@@ -217,6 +256,24 @@ def target_loss(model: Any, batch: dict[str, Any]) -> Any:
         shifted.reshape(-1),
         ignore_index=IGNORE_INDEX,
     )
+
+
+def length_grouped_batches(
+    lengths: list[int], batch_size: int, generator: Any, window: int = 16
+) -> list[list[int]]:
+    """One epoch of batches in a seeded random order, each drawn from examples of similar
+    length (within windows of ``window`` batches of a random permutation), so little of a
+    left-padded batch is padding. Every example appears exactly once."""
+    import torch
+
+    perm = torch.randperm(len(lengths), generator=generator).tolist()
+    span = batch_size * window
+    batches = []
+    for a in range(0, len(perm), span):
+        chunk = sorted(perm[a : a + span], key=lambda i: lengths[i])
+        batches += [chunk[b : b + batch_size] for b in range(0, len(chunk), batch_size)]
+    shuffle = torch.randperm(len(batches), generator=generator).tolist()
+    return [batches[i] for i in shuffle]
 
 
 def _lr_at(step: int, cfg: SFTConfig) -> float:
@@ -248,16 +305,24 @@ def train_sft(
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     model.train()
     losses: list[float] = []
+    batches: list[list[int]] = []
     order: list[int] = []
     t0 = time.perf_counter()
     for step in range(cfg.steps):
-        if len(order) < cfg.batch_size:  # a new epoch in a seeded order
-            order += torch.randperm(len(encoded), generator=gen).tolist()
-        idx, order = order[: cfg.batch_size], order[cfg.batch_size :]
+        if cfg.length_grouping:
+            if not batches:  # a new epoch in a seeded order
+                batches = length_grouped_batches(
+                    [len(ids) for ids, _ in encoded], cfg.batch_size, gen
+                )
+            idx = batches.pop(0)
+        else:
+            if len(order) < cfg.batch_size:  # a new epoch in a seeded order
+                order += torch.randperm(len(encoded), generator=gen).tolist()
+            idx, order = order[: cfg.batch_size], order[cfg.batch_size :]
         batch = collate([encoded[i] for i in idx], tokenizer.pad_token_id)
         for g in opt.param_groups:
             g["lr"] = _lr_at(step, cfg)
-        loss = target_loss(model, batch)
+        loss = target_loss(model, batch, cfg.prompt_loss_weight)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)

@@ -70,12 +70,17 @@ class RolloutSettings:
     """sampling temperature for training rollouts"""
     top_p: float = 1.0
     """nucleus sampling threshold"""
-    history: int = 2
-    """past (observation, action) pairs kept in the prompt"""
+    history: int = 0
+    """past (observation, action) pairs kept in the prompt (verl-agent uses 2; the tiny default
+    policy was warm-started with 0 plus the two memory lines below)"""
     compact_prompt: bool = True
     """short prompts without system message (for tiny models)"""
     show_admissible: bool = False
     """list admissible actions in the prompt"""
+    first_observation: bool = True
+    """keep the episode's first observation (household: the room overview) in the prompt"""
+    past_actions: int = 16
+    """list up to this many of the agent's earlier actions (older than `history`) in the prompt"""
     invalid_penalty: float = 0.1
     """reward penalty for a step whose response has no valid action"""
     max_resample_rounds: int = 4

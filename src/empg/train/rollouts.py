@@ -29,7 +29,11 @@ def derived_seed(*parts: int) -> int:
 def prompt_config(cfg: TrainConfig) -> PromptConfig:
     r = cfg.rollout
     return PromptConfig(
-        history=r.history, show_admissible=r.show_admissible, compact=r.compact_prompt
+        history=r.history,
+        show_admissible=r.show_admissible,
+        compact=r.compact_prompt,
+        first_observation=r.first_observation,
+        past_actions=r.past_actions,
     )
 
 

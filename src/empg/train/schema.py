@@ -12,6 +12,7 @@ import dataclasses
 import difflib
 import inspect
 import itertools
+import re
 import textwrap
 import types
 import typing
@@ -90,6 +91,9 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
     if tp is Any:
         return value
     if tp is float:
+        if isinstance(value, str) and _EXPONENT_FLOAT.match(value.strip()):
+            # PyYAML (YAML 1.1) reads 1e-3 without a dot as a string; users mean a number
+            return float(value)
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise ConfigError(f"{key}: expected float, got {type(value).__name__} {value!r}")
         return float(value)
@@ -140,6 +144,9 @@ def to_dict(obj: Any) -> Any:
     if isinstance(obj, dict):
         return {k: to_dict(v) for k, v in obj.items()}
     return obj
+
+
+_EXPONENT_FLOAT = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)[eE][+-]?\d+$")
 
 
 def parse_scalar(text: str) -> Any:

@@ -61,9 +61,16 @@ def load_model(cfg: TrainConfig, path: str | None = None):
     from empg.models.default import default_policy, load_policy
 
     if path is None and cfg.model.path == "default":
-        # the built-in environments have experts to warm-start from; others use household's
-        warm_env = cfg.env.name if cfg.env.name in ("household", "shop", "search") else "household"
-        model, tokenizer, _ = default_policy(env=warm_env)
+        # the built-in environments have experts to warm-start from; others use household's.
+        # The warm start plays the configured environment (env.kwargs, e.g. a task mix).
+        from empg.models.sft import SFTConfig
+
+        builtin = cfg.env.name in ("household", "shop", "search")
+        warm_env = cfg.env.name if builtin else "household"
+        kwargs = dict(cfg.env.kwargs) if builtin else {}
+        model, tokenizer, _ = default_policy(
+            env=warm_env, sft=SFTConfig(env=warm_env, env_kwargs=kwargs)
+        )
     else:
         model, tokenizer = load_policy(path or cfg.model.path)
     if cfg.model.lora_rank > 0 and path is None:

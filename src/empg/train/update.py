@@ -111,7 +111,12 @@ def ppo_update(
     for _ in range(optim.ppo_epochs):
         perm = torch.randperm(n, generator=generator).tolist()
         for a in range(0, n, optim.mini_batch_steps):
-            mini = perm[a : a + optim.mini_batch_steps]
+            # micro-batches of similar length waste little compute on padding; the weights
+            # below make the mini-batch gradient independent of how it is split
+            mini = sorted(
+                perm[a : a + optim.mini_batch_steps],
+                key=lambda i: len(batch.prompts[i]) + len(batch.responses[i]),
+            )
             mini_tokens = int(batch.response_mask[mini].sum())
             optimizer.zero_grad(set_to_none=True)
             finite = True

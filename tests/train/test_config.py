@@ -1,0 +1,46 @@
+"""The training config schema: overrides, YAML numbers, rejections, prompt settings."""
+
+from __future__ import annotations
+
+import pytest
+
+from empg.agent.prompts import PromptConfig
+from empg.errors import ConfigError
+from empg.models.sft import default_prompt_config
+from empg.train.config import load_config
+from empg.train.rollouts import prompt_config
+
+
+@pytest.mark.parametrize("text, value", [("1e-3", 1e-3), ("5E-2", 0.05), ("2e1", 20.0)])
+def test_exponent_floats_without_a_dot_are_numbers(text, value, tmp_path):
+    # PyYAML reads "1e-3" as a string; float fields take it as the number users mean
+    assert load_config(None, [f"optim.lr={text}"]).optim.lr == value
+    path = tmp_path / "c.yaml"
+    path.write_text(f"optim:\n  lr: {text}\n")
+    assert load_config(path).optim.lr == value
+
+
+@pytest.mark.parametrize("text", ["abc", "1e", "e-3", "true"])
+def test_non_numbers_for_float_fields_are_rejected(text):
+    with pytest.raises(ConfigError, match="optim.lr: expected float"):
+        load_config(None, [f"optim.lr={text}"])
+
+
+def test_exponent_strings_stay_strings_in_str_fields():
+    assert load_config(None, ["run_dir=1e3"]).run_dir == "1e3"
+
+
+def test_unknown_keys_are_rejected_naming_the_key():
+    with pytest.raises(ConfigError, match="optim.lrr"):
+        load_config(None, ["optim.lrr=0.1"])
+
+
+def test_rollout_prompt_fields_reach_the_prompt_config():
+    cfg = load_config(None, ["rollout.past_actions=3", "rollout.first_observation=false"])
+    assert prompt_config(cfg) == PromptConfig(
+        history=0, show_admissible=False, compact=True, first_observation=False, past_actions=3
+    )
+
+
+def test_default_rollout_prompt_is_the_one_the_default_policy_was_trained_with():
+    assert prompt_config(load_config()) == default_prompt_config()
