@@ -5,17 +5,28 @@
 # Multi-node:    on the head node   `ray start --head --port=6379`
 #                on every worker    `ray start --address=<head-ip>:6379`
 #                then on the head   NNODES=<n> bash examples/verl/launch.sh
-# Extra Hydra overrides are passed through, e.g. `bash launch.sh algorithm.empg.zeta=0.05`.
+# Extra Hydra overrides are passed through, e.g. `bash launch.sh algorithm.empg.zeta=0.05`
+# or `bash launch.sh empg_env.name=alfworld` (then also EMPG_ENV=alfworld for the task files).
+# The agent loop empg_household_agent (empg_env section of the YAML) plays the episodes.
 set -euo pipefail
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 NNODES="${NNODES:-1}"
 GPUS="${GPUS_PER_NODE:-8}"
+ENV_NAME="${EMPG_ENV:-household}"
+# absolute path: verl's task runner and dataloader run in Ray workers, not in this shell's cwd
+TASKS="$(mkdir -p "${EMPG_TASKS_DIR:-data/empg_tasks}" && cd "${EMPG_TASKS_DIR:-data/empg_tasks}" && pwd)"
+VAL_SPLIT="${EMPG_VAL_SPLIT:-valid_seen}"
 
 # the plug-in must load in every process: the entry point does it once empg is installed;
 # naming the module as well makes a broken install fail loudly instead of silently
 export VERL_USE_EXTERNAL_MODULES="${VERL_USE_EXTERNAL_MODULES:-empg.integrations.verl.plugin}"
 python -c "import empg.integrations.verl.plugin" || {
   echo "empg's verl plug-in does not import; see docs/verl.md" >&2; exit 1; }
+
+# one row per task (the agent loop builds the prompts); written once
+if [[ ! -f "$TASKS/${ENV_NAME}_train.parquet" ]]; then
+  python "$HERE/make_tasks.py" --env "$ENV_NAME" --out "$TASKS" --val-split "$VAL_SPLIT"
+fi
 
 DAPO_ARGS=()
 if [[ "${DAPO:-0}" == "1" ]]; then
@@ -35,4 +46,7 @@ fi
 python -m verl.trainer.main_ppo \
   --config-path="$HERE" --config-name=empg_alfworld_grpo \
   trainer.nnodes="$NNODES" trainer.n_gpus_per_node="$GPUS" \
+  data.train_files="$TASKS/${ENV_NAME}_train.parquet" \
+  data.val_files="$TASKS/${ENV_NAME}_${VAL_SPLIT}.parquet" \
+  empg_env.name="$ENV_NAME" \
   "${DAPO_ARGS[@]}" "$@"

@@ -5,6 +5,8 @@
   to EMPG token advantages; pure torch, calls only the core math (no verl import).
 * :mod:`empg.integrations.verl.trainer` - ``EMPGTrainerSync``, verl's v1 synchronous trainer
   with EMPG in its advantage step, registered as trainer mode ``empg_sync`` (imports verl).
+* :mod:`empg.integrations.verl.agent_loop` - ``empg_household_agent``, the verl agent loop that
+  plays one episode of a project text environment (imports verl).
 * :mod:`empg.integrations.verl.plugin` - the module verl's plug-in loader imports
   (entry point group ``verl.plugins`` or ``VERL_USE_EXTERNAL_MODULES``).
 
