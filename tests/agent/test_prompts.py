@@ -103,7 +103,9 @@ def test_memory_lines_only_once_steps_leave_the_window():
     )
     cfg0 = PromptConfig(history=0, compact=True, first_observation=True, past_actions=16)
     text = build_messages("household", "t", "o3", two, None, cfg0)[0]["content"]
-    assert text == "Task: t\nFirst observation: room\nEarlier actions: a1; a2\nCurrent observation: o3"
+    assert text == (
+        "Task: t\nFirst observation: room\nEarlier actions: a1; a2\nCurrent observation: o3"
+    )
     assert build_messages("household", "t", "room", (), None, cfg0)[0]["content"] == (
         "Task: t\nCurrent observation: room"
     )

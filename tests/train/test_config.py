@@ -22,7 +22,7 @@ def test_exponent_floats_without_a_dot_are_numbers(text, value, tmp_path):
 
 @pytest.mark.parametrize("text", ["abc", "1e", "e-3", "true"])
 def test_non_numbers_for_float_fields_are_rejected(text):
-    with pytest.raises(ConfigError, match="optim.lr: expected float"):
+    with pytest.raises(ConfigError, match=r"optim\.lr: expected float"):
         load_config(None, [f"optim.lr={text}"])
 
 
@@ -31,7 +31,7 @@ def test_exponent_strings_stay_strings_in_str_fields():
 
 
 def test_unknown_keys_are_rejected_naming_the_key():
-    with pytest.raises(ConfigError, match="optim.lrr"):
+    with pytest.raises(ConfigError, match=r"optim\.lrr"):
         load_config(None, ["optim.lrr=0.1"])
 
 

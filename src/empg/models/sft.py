@@ -225,11 +225,15 @@ def target_loss(model: Any, batch: dict[str, Any], prompt_weight: float = 0.0) -
 
     labels = batch["labels"]  # (B, T)
     if prompt_weight > 0:
-        logits = model(
-            input_ids=batch["input_ids"],
-            attention_mask=batch["attention_mask"],
-            position_ids=batch["position_ids"],
-        ).logits[:, :-1].float()  # (B, T-1, V): position t predicts token t+1
+        logits = (
+            model(
+                input_ids=batch["input_ids"],
+                attention_mask=batch["attention_mask"],
+                position_ids=batch["position_ids"],
+            )
+            .logits[:, :-1]
+            .float()
+        )  # (B, T-1, V): position t predicts token t+1
         nxt = labels[:, 1:]
         lm = torch.nn.functional.cross_entropy(
             logits.reshape(-1, logits.shape[-1]), nxt.reshape(-1), ignore_index=IGNORE_INDEX
