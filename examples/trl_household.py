@@ -36,10 +36,10 @@ def main() -> None:
     import torch
     from trl import GRPOConfig
 
+    from empg import EMPGConfig
     from empg.agent import PromptConfig
     from empg.integrations.trl import (
         EMPGGRPOTrainer,
-        EMPGKnobs,
         episode_dataset,
         invalid_action_penalty,
         make_rollout_func,
@@ -90,7 +90,7 @@ def main() -> None:
         train_dataset=episode_dataset(range(1000)),
         processing_class=tokenizer,
         rollout_func=rollout,
-        empg_config=EMPGKnobs(zeta=a.zeta),
+        empg_config=EMPGConfig(zeta=a.zeta),
         empg_enabled=not a.no_empg,
     )
     trainer.train()

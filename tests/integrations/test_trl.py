@@ -141,7 +141,7 @@ def test_loss_receives_exactly_the_core_modulation(trained):
     for rec, seen in zip(trainer.records, trainer.loss_inputs, strict=True):
         # the core function on the same batch, bit for bit
         want = empg.modulate_token_advantages(
-            rec.token_entropy, rec.loss_mask, rec.outcome_advantages, **KNOBS.as_kwargs()
+            rec.token_entropy, rec.loss_mask, rec.outcome_advantages, **KNOBS.knobs()
         )
         assert torch.equal(rec.advantages, want)
         assert rec.outcome_advantages.abs().max() > 0  # the reward varied
@@ -279,12 +279,12 @@ def test_sharded_modulation_equals_whole_batch():
     ent = torch.rand(6, 9, generator=g)
     mask = (torch.rand(6, 9, generator=g) > 0.3).long()
     adv = torch.randn(6, generator=g)
-    whole = empg.modulate_token_advantages(ent, mask, adv, **KNOBS.as_kwargs())
+    whole = empg.modulate_token_advantages(ent, mask, adv, **KNOBS.knobs())
     # three processes with different completion widths (each padded to its own longest row)
     widths = (9, 5, 7)
     for w, r in zip(widths, (0, 2, 4), strict=True):
         mask[r : r + 2, w:] = 0
-    whole = empg.modulate_token_advantages(ent, mask, adv, **KNOBS.as_kwargs())
+    whole = empg.modulate_token_advantages(ent, mask, adv, **KNOBS.knobs())
     shards = modulate_sharded(
         [ent[r : r + 2, :w] for w, r in zip(widths, (0, 2, 4), strict=True)],
         [mask[r : r + 2, :w] for w, r in zip(widths, (0, 2, 4), strict=True)],
@@ -301,7 +301,10 @@ def test_sharded_modulation_equals_whole_batch():
 
 
 def test_knobs_and_prompts_validate():
-    assert EMPGKnobs().as_kwargs() == dict(
+    import empg
+
+    assert EMPGKnobs is empg.EMPGConfig  # one EMPG settings type for trainer, verl and TRL
+    assert EMPGKnobs().knobs() == dict(
         k=1.0, k_future=1.0, zeta=0.1, scale=True, bonus=True, final_norm="mean", eps=1e-8
     )
     with pytest.raises(ConfigError, match="final_norm"):
@@ -310,6 +313,8 @@ def test_knobs_and_prompts_validate():
         EMPGKnobs(scale=1)
     with pytest.raises(ConfigError, match="eps must be > 0"):
         EMPGKnobs(eps=0.0)
+    with pytest.raises(ConfigError, match="zeta must be finite"):
+        EMPGKnobs(zeta=float("nan"))
     assert episode_seed(episode_prompt(17)) == 17
     assert episode_seed([{"role": "user", "content": "empg-episode seed=4"}]) == 4
     with pytest.raises(InputError, match="does not name an episode"):
@@ -321,7 +326,7 @@ def test_knobs_and_prompts_validate():
 def test_trainer_rejects_bad_config_and_explains_missing_trl(monkeypatch):
     from empg.integrations.trl import EMPGGRPOTrainer
 
-    with pytest.raises(ConfigError, match="EMPGKnobs"):
+    with pytest.raises(ConfigError, match=r"empg\.EMPGConfig"):
         EMPGGRPOTrainer(model=None, reward_funcs=[], empg_config={"k": 1.0})
     monkeypatch.setitem(sys.modules, "trl", None)
     monkeypatch.delitem(sys.modules, "empg.integrations.trl.trainer")

@@ -56,12 +56,23 @@ class EMPGConfig:
     """ablation switch: future-clarity bonus f (False = scaling only)"""
     final_norm: str = "mean"
     """final normalisation over the batch's steps: mean, mean_std or none"""
+    eps: float = 1e-8
+    """added to the entropy range and to the std"""
 
     def __post_init__(self) -> None:
+        for name in ("enable", "scale", "bonus"):
+            if not isinstance(getattr(self, name), bool):
+                raise ConfigError(f"empg.{name} must be a bool, got {getattr(self, name)!r}")
         if self.final_norm not in FINAL_NORMS:
             raise ConfigError(
                 f"empg.final_norm must be one of {FINAL_NORMS}, got {self.final_norm!r}"
             )
+        try:
+            _check_knobs(
+                self.k, self.k_future, self.zeta, self.scale, self.bonus, self.final_norm, self.eps
+            )
+        except InputError as e:
+            raise ConfigError(f"empg: {e}") from e
 
     def knobs(self) -> dict[str, Any]:
         """Keyword arguments for :func:`modulate_advantages` / :func:`modulate_token_advantages`."""
@@ -72,6 +83,7 @@ class EMPGConfig:
             "scale": self.scale,
             "bonus": self.bonus,
             "final_norm": self.final_norm,
+            "eps": self.eps,
         }
 
 

@@ -9,51 +9,16 @@ as :func:`empg.modulate_token_advantages` would on the concatenated batch.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
 
 import torch
 
-from empg.algos.modulation import FINAL_NORMS, modulate_token_advantages
-from empg.errors import ConfigError, InputError
+from empg.algos.modulation import EMPGConfig, modulate_token_advantages
+from empg.errors import InputError
 
-
-@dataclass(frozen=True)
-class EMPGKnobs:
-    """EMPG's knobs (REFERENCE section 1); defaults are the authors' pseudocode."""
-
-    k: float = 1.0
-    """temperature of the self-calibrating scale g = exp(-k Hn) / mean(exp(-k Hn))"""
-    k_future: float = 1.0
-    """temperature of the future-clarity bonus f = exp(-k_future Hn[next step])"""
-    zeta: float = 0.1
-    """weight of the future-clarity bonus"""
-    scale: bool = True
-    """apply g (False: the paper's 'f only' ablation)"""
-    bonus: bool = True
-    """add zeta * f (False: the paper's 'g only' ablation)"""
-    final_norm: str = "mean"
-    """final batch normalisation: 'mean' (authors), 'mean_std' or 'none'"""
-    eps: float = 1e-8
-    """added to the entropy range and to the std"""
-
-    def __post_init__(self) -> None:
-        for name in ("k", "k_future", "zeta", "eps"):
-            v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, (int, float)) or v != v:
-                raise ConfigError(f"EMPGKnobs.{name} must be a finite number, got {v!r}")
-        if self.eps <= 0:
-            raise ConfigError(f"EMPGKnobs.eps must be > 0, got {self.eps!r}")
-        for name in ("scale", "bonus"):
-            if not isinstance(getattr(self, name), bool):
-                raise ConfigError(f"EMPGKnobs.{name} must be a bool, got {getattr(self, name)!r}")
-        if self.final_norm not in FINAL_NORMS:
-            raise ConfigError(
-                f"EMPGKnobs.final_norm must be one of {FINAL_NORMS}, got {self.final_norm!r}"
-            )
-
-    def as_kwargs(self) -> dict:
-        """The knobs as keyword arguments of :func:`empg.modulate_token_advantages`."""
-        return asdict(self)
+EMPGKnobs = EMPGConfig
+"""The EMPG settings of the TRL trainer: the core's :class:`empg.EMPGConfig` itself (the same
+type as the trainer's ``algo.empg`` and verl's ``algorithm.empg``); kept as a name for existing
+code."""
 
 
 def _pad_to(x: torch.Tensor, width: int) -> torch.Tensor:
@@ -67,7 +32,7 @@ def modulate_sharded(
     token_entropy: Sequence[torch.Tensor],
     loss_mask: Sequence[torch.Tensor],
     advantages: Sequence[torch.Tensor],
-    knobs: EMPGKnobs,
+    knobs: EMPGConfig,
 ) -> list[torch.Tensor]:
     """EMPG over a batch held as shards (one per process), returned shard by shard.
 
@@ -95,7 +60,7 @@ def modulate_sharded(
     if int(mask.sum()) == 0:
         full = torch.zeros(ent.shape, dtype=torch.float32, device=ent.device)
     else:
-        full = modulate_token_advantages(ent, mask, adv, **knobs.as_kwargs())
+        full = modulate_token_advantages(ent, mask, adv, **knobs.knobs())
     out, start = [], 0
     for r, e in zip(rows, token_entropy, strict=True):
         out.append(full[start : start + r, : e.shape[1]])

@@ -23,8 +23,9 @@ from typing import Any
 
 import torch
 
+from empg.algos.modulation import EMPGConfig
 from empg.errors import ConfigError, InputError
-from empg.integrations.trl.knobs import EMPGKnobs, modulate_sharded
+from empg.integrations.trl.knobs import modulate_sharded
 
 try:
     from trl import GRPOTrainer
@@ -70,18 +71,23 @@ class EMPGGRPOTrainer(GRPOTrainer):
     Args:
         *args, **kwargs: everything ``trl.GRPOTrainer`` takes (model, reward_funcs, args,
             train_dataset, processing_class, rollout_func, ...).
-        empg_config: the EMPG knobs (default :class:`EMPGKnobs`).
-        empg_enabled: False turns the modulation off (plain TRL, for A/B runs).
+        empg_config: the EMPG settings, :class:`empg.EMPGConfig` (the trainer's ``algo.empg``
+            type; default: the authors' knobs).
+        empg_enabled: False turns the modulation off (plain TRL, for A/B runs); so does
+            ``empg_config.enable=False``.
     """
 
     def __init__(
-        self, *args: Any, empg_config: EMPGKnobs | None = None, empg_enabled: bool = True, **kw
+        self, *args: Any, empg_config: EMPGConfig | None = None, empg_enabled: bool = True, **kw
     ) -> None:
-        cfg = EMPGKnobs() if empg_config is None else empg_config
-        if not isinstance(cfg, EMPGKnobs):
-            raise ConfigError(f"empg_config must be an EMPGKnobs, got {type(cfg).__name__}")
+        cfg = EMPGConfig() if empg_config is None else empg_config
+        if not isinstance(cfg, EMPGConfig):
+            raise ConfigError(
+                f"empg_config must be an empg.EMPGConfig, got {type(cfg).__name__}; build one "
+                "with empg.EMPGConfig(k=..., zeta=...)"
+            )
         self.empg_config = cfg
-        self.empg_enabled = bool(empg_enabled)
+        self.empg_enabled = bool(empg_enabled) and cfg.enable
         self.empg_last: EMPGBatchRecord | None = None
         super().__init__(*args, **kw)
 

@@ -37,6 +37,10 @@ class VerlEMPGConfig(EMPGConfig):
             raise ConfigError(
                 f"algorithm.empg.final_norm must be one of {FINAL_NORMS}, got {self.final_norm!r}"
             )
+        try:
+            super().__post_init__()
+        except ConfigError as e:
+            raise ConfigError(f"algorithm.{e}") from e
         if self.enable and not (self.scale or self.bonus):
             raise ConfigError(
                 "algorithm.empg.scale and algorithm.empg.bonus are both False: EMPG would only "
