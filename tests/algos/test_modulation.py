@@ -6,7 +6,7 @@ import math
 
 import pytest
 import torch
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 import empg
@@ -316,7 +316,11 @@ def test_property_g_mean_one_and_bounds(rows, k):
 @settings(max_examples=60, deadline=None)
 @given(rows=step_rows, shift=st.floats(-3, 3), mult=st.floats(0.1, 10))
 def test_property_affine_entropy_invariance(rows, shift, mult):
-    # min-max normalisation makes EMPG invariant to affine rescaling of entropies (up to eps)
+    # min-max normalisation makes EMPG invariant to affine rescaling of entropies (up to eps):
+    # the eps=1e-8 in the range is negligible only when the range itself is not tiny
+    hs = [r[2] for r in rows]
+    spread = max(hs) - min(hs)
+    assume(spread == 0 or spread * min(mult, 1.0) > 1e-3)
     base = run(rows)
     moved = run([(t, s, h * mult + shift + 3, a) for t, s, h, a in rows])
     torch.testing.assert_close(moved, base, atol=1e-4, rtol=1e-4)

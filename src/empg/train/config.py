@@ -60,7 +60,7 @@ class EnvConfig:
 
 @dataclass
 class RolloutSettings:
-    tasks_per_batch: int = 8
+    tasks_per_batch: int = 6
     """N distinct tasks per iteration (after dynamic sampling, if on)"""
     group_size: int = 8
     """n rollouts per task (the GRPO group)"""
@@ -177,7 +177,7 @@ class EvalConfig:
 
 @dataclass
 class TrainConfig:
-    iterations: int = 20
+    iterations: int = 12
     """RL iterations"""
     seed: int = 0
     """seed of everything (tasks, sampling, initialisation)"""
