@@ -80,3 +80,15 @@ def test_cli_sft_writes_a_loadable_policy(tmp_path, capsys):
     assert len(tok) == 400 and model.config.vocab_size == 400
     assert json.loads((out / BUILD_INFO).read_text())["sft"]["steps"] == 2
     assert cli.main(["sft", "--out", str(out), "--steps", "-1"]) == 2
+
+
+def test_a_first_use_build_reports_progress_and_a_cached_load_does_not(tmp_path):
+    lines: list[str] = []
+    sft = SFTConfig(episodes=3, steps=4, batch_size=4)
+    default_policy(tmp_path, **{**TINY, "sft": sft}, log=lines.append)
+    steps = [ln for ln in lines if "warm start: SFT step" in ln]
+    assert steps and steps[-1].startswith("[empg] warm start: SFT step 4/4")
+    assert "min left" in steps[-1]
+    again: list[str] = []
+    default_policy(tmp_path, **{**TINY, "sft": sft}, log=again.append)
+    assert again == []

@@ -19,6 +19,7 @@ import os
 import shutil
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -65,10 +66,12 @@ def build_policy(
     sft: SFTConfig | None = None,
     tokenizer_config: TokenizerConfig | None = None,
     model_config: TinyModelConfig | None = None,
+    log: Callable[[str], None] | None = None,
 ) -> tuple[Any, Any, dict]:
     """Train tokenizer, build the tiny model, warm-start it, save all to ``out_dir``.
 
     Returns (model, tokenizer, build info); the info is also written to ``empg_build.json``.
+    ``log`` receives progress lines (SFT step, loss, time left) about every 5% of the steps.
     """
     sft = sft or SFTConfig(env=env)
     if sft.env != env:
@@ -79,7 +82,7 @@ def build_policy(
     tokenizer = train_tokenizer(tok_cfg)
     t_tok = time.perf_counter() - t0
     model = build_tiny_model(tokenizer, arch)
-    stats = train_sft(model, tokenizer, sft)
+    stats = train_sft(model, tokenizer, sft, on_step=_progress(sft.steps, log) if log else None)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(out, safe_serialization=True)
@@ -96,6 +99,23 @@ def build_policy(
     }
     (out / BUILD_INFO).write_text(json.dumps(info, indent=2, default=str))
     return model, tokenizer, info
+
+
+def _progress(total: int, log: Callable[[str], None]) -> Callable[[int, Any], None]:
+    """An ``on_step`` callback printing step, elapsed and estimated remaining time."""
+    t0 = time.perf_counter()
+    every = max(1, total // 20)
+
+    def on_step(step: int, _model: Any) -> None:
+        if step % every == 0 or step == total:
+            spent = time.perf_counter() - t0
+            left = spent / step * (total - step)
+            log(
+                f"[empg] warm start: SFT step {step}/{total}, {spent / 60:.1f} min, "
+                f"~{left / 60:.1f} min left"
+            )
+
+    return on_step
 
 
 def load_policy(path: str | os.PathLike[str]) -> tuple[Any, Any]:
@@ -120,10 +140,12 @@ def default_policy(
     sft: SFTConfig | None = None,
     tokenizer_config: TokenizerConfig | None = None,
     model_config: TinyModelConfig | None = None,
+    log: Callable[[str], None] | None = None,
 ) -> tuple[Any, Any, Path]:
     """The warm-started tiny policy for ``env``: (model, tokenizer, folder).
 
-    Built on first use (tokenizer, model, SFT; a couple of minutes on 2 CPU cores) and saved
+    Built on first use (tokenizer, model, SFT; about 20 minutes on 2 CPU cores, with progress
+    lines to ``log`` when given) and saved
     under :func:`cache_root`; later calls load the folder. The folder name carries a hash of
     every setting, so passing other configs builds (and caches) another policy.
     """
@@ -135,7 +157,7 @@ def default_policy(
         final.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", dir=final.parent))
         try:
-            build_policy(tmp, env, sft=sft, tokenizer_config=tok_cfg, model_config=arch)
+            build_policy(tmp, env, sft=sft, tokenizer_config=tok_cfg, model_config=arch, log=log)
             try:
                 os.rename(tmp, final)
             except OSError:

@@ -177,7 +177,7 @@ class EvalConfig:
 
 @dataclass
 class TrainConfig:
-    iterations: int = 12
+    iterations: int = 11
     """RL iterations"""
     seed: int = 0
     """seed of everything (tasks, sampling, initialisation)"""

@@ -56,8 +56,9 @@ def _device(cfg: TrainConfig) -> torch.device:
     return torch.device("cpu")
 
 
-def load_model(cfg: TrainConfig, path: str | None = None):
-    """(model, tokenizer) for ``cfg.model`` (or a checkpoint folder ``path``)."""
+def load_model(cfg: TrainConfig, path: str | None = None, log: Callable[[str], None] | None = None):
+    """(model, tokenizer) for ``cfg.model`` (or a checkpoint folder ``path``); ``log`` gets
+    progress lines while the default policy is built on first use."""
     from empg.models.default import default_policy, load_policy
 
     if path is None and cfg.model.path == "default":
@@ -69,7 +70,7 @@ def load_model(cfg: TrainConfig, path: str | None = None):
         warm_env = cfg.env.name if builtin else "household"
         kwargs = dict(cfg.env.kwargs) if builtin else {}
         model, tokenizer, _ = default_policy(
-            env=warm_env, sft=SFTConfig(env=warm_env, env_kwargs=kwargs)
+            env=warm_env, sft=SFTConfig(env=warm_env, env_kwargs=kwargs), log=log
         )
     else:
         model, tokenizer = load_policy(path or cfg.model.path)
@@ -106,10 +107,10 @@ class Trainer:
         if cfg.model.path == "default":
             log(
                 "[empg] loading the default tiny policy (on first use it is built: tokenizer, "
-                "model and supervised warm start, about 5-10 minutes on 2 CPU cores; cached)"
+                "model and supervised warm start, about 20 minutes on 2 CPU cores; cached)"
             )
         t0 = time.perf_counter()
-        self.model, self.tokenizer = load_model(cfg)
+        self.model, self.tokenizer = load_model(cfg, log=log)
         log(f"[empg] policy ready in {time.perf_counter() - t0:.1f}s")
         self.ref_model = None
         if cfg.algo.kl_coef > 0:
