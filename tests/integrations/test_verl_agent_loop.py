@@ -47,7 +47,12 @@ import empg  # noqa: E402
 from empg.agent.prompts import build_messages, render_prompt  # noqa: E402
 from empg.errors import ConfigError  # noqa: E402
 from empg.integrations.verl import VerlEMPGConfig, verl_empg_advantages  # noqa: E402
-from empg.integrations.verl.agent_loop import AGENT_NAME, env_loop_config, task_row  # noqa: E402
+from empg.integrations.verl.agent_loop import (  # noqa: E402
+    AGENT_NAME,
+    env_loop_config,
+    response_text,
+    task_row,
+)
 from tiny_hf import EOS, tiny_qwen2, train_bpe  # noqa: E402
 
 torch.set_num_threads(1)
@@ -354,3 +359,15 @@ def test_plugin_registers_the_agent_loop_in_a_fresh_process(tmp_path):
     assert "LOOP empg.integrations.verl.agent_loop.EMPGHouseholdAgentLoop" in out.stdout, (
         out.stderr[-2000:]
     )
+
+
+def test_response_text_keeps_react_tags_registered_as_special_tokens():
+    from empg.models.tokenizer import TokenizerConfig, train_tokenizer
+
+    tok = train_tokenizer(TokenizerConfig(episodes_per_env=3, vocab_size=400))
+    assert "<action>" in tok.all_special_tokens  # the project's tokenizer registers the tags
+    ids = tok.encode("<think>go</think><action>look</action>", add_special_tokens=False)
+    ids.append(tok.eos_token_id)
+    text = response_text(tok, ids)
+    assert text == "<think>go</think><action>look</action>"
+    assert empg.agent.parse_response(text).action == "look"

@@ -147,6 +147,19 @@ def task_row(env: str, seed: int, split: str | None = "train") -> dict[str, Any]
     }
 
 
+REACT_TAGS = ("<think>", "</think>", "<action>", "</action>")
+
+
+def response_text(tokenizer: Any, ids: list[int]) -> str:
+    """Text of a generated turn without special tokens, except the ReAct tags: a tokenizer may
+    register them as special tokens (the project's tiny one does), and parsing needs them."""
+    text = tokenizer.decode(ids, skip_special_tokens=False)
+    for tok in getattr(tokenizer, "all_special_tokens", []):
+        if tok and tok not in REACT_TAGS:
+            text = text.replace(tok, "")
+    return text
+
+
 @dataclass
 class _Episode:
     task: str
@@ -216,7 +229,7 @@ class EMPGHouseholdAgentLoop(AgentLoopBase):
     async def _act(self, ep: _Episode, env: TextEnv, ids: list[int]) -> bool:
         """Parse the turn, step the environment; True when the episode is over."""
         cfg = self.env_config
-        text = self.tokenizer.decode(ids, skip_special_tokens=True)
+        text = response_text(self.tokenizer, ids)
         parsed = parse_response(text, require_think=cfg.require_think)
         action = parsed.action if parsed.valid else INVALID_ACTION
         ep.invalid += not parsed.valid
@@ -301,7 +314,7 @@ class EMPGHouseholdAgentLoop(AgentLoopBase):
             t_env += time.perf_counter() - t0
             if done or turns >= self.max_turns:
                 break
-            text = self.tokenizer.decode(ids, skip_special_tokens=True)
+            text = response_text(self.tokenizer, ids)
             before = [*messages, {"role": "assistant", "content": text}]
             user = self._messages(name, ep, [])[-1]
             merged, new_mask, new_lps = await self.ct_merge_context_msg(
@@ -355,4 +368,11 @@ class EMPGHouseholdAgentLoop(AgentLoopBase):
         ]
 
 
-__all__ = ["AGENT_NAME", "EMPGHouseholdAgentLoop", "EnvLoopConfig", "env_loop_config", "task_row"]
+__all__ = [
+    "AGENT_NAME",
+    "EMPGHouseholdAgentLoop",
+    "EnvLoopConfig",
+    "env_loop_config",
+    "response_text",
+    "task_row",
+]
