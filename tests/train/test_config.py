@@ -44,3 +44,10 @@ def test_rollout_prompt_fields_reach_the_prompt_config():
 
 def test_default_rollout_prompt_is_the_one_the_default_policy_was_trained_with():
     assert prompt_config(load_config()) == default_prompt_config()
+
+
+def test_top_level_fields_take_an_optional_train_prefix():
+    cfg = load_config(None, ["train.seed=3", "iterations=2", "train.eval.episodes=4"])
+    assert (cfg.seed, cfg.iterations, cfg.eval.episodes) == (3, 2, 4)
+    with pytest.raises(ConfigError, match="seeed"):
+        load_config(None, ["train.seeed=3"])

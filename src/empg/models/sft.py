@@ -65,9 +65,12 @@ class SFTConfig:
     batch_size: int = 32
     """sequences per optimiser step"""
     lr: float = 3e-3
-    """AdamW learning rate (after a linear warm-up, constant: budgets are prefixes of one run)"""
+    """AdamW peak learning rate (linear warm-up, constant, then the optional decay)"""
     warmup_steps: int = 10
     """linear warm-up steps"""
+    decay_steps: int = 0
+    """the last this many steps decay the learning rate linearly to 0 (warm-up, stable, decay;
+    0: constant to the end, so a run of N steps is the first N steps of a longer one)"""
     weight_decay: float = 0.01
     """AdamW weight decay"""
     max_grad_norm: float = 1.0
@@ -94,6 +97,10 @@ class SFTConfig:
                 raise ConfigError(f"SFTConfig.{name} must be >= 1, got {getattr(self, name)}")
         if self.steps < 0 or self.warmup_steps < 0 or self.first_seed < 0:
             raise ConfigError("SFTConfig.steps, warmup_steps and first_seed must be >= 0")
+        if not 0 <= self.decay_steps <= self.steps:
+            raise ConfigError(
+                f"SFTConfig.decay_steps must be in [0, steps={self.steps}], got {self.decay_steps}"
+            )
         if not 0.0 <= self.random_action_prob < 1.0:
             raise ConfigError(
                 f"SFTConfig.random_action_prob must be in [0, 1), got {self.random_action_prob}"
@@ -280,11 +287,17 @@ def length_grouped_batches(
     return [batches[i] for i in shuffle]
 
 
-def _lr_at(step: int, cfg: SFTConfig) -> float:
-    """Linear warm-up, then constant: a run of N steps IS the first N steps of a longer run."""
+def lr_at(step: int, cfg: SFTConfig) -> float:
+    """Learning rate of 0-based ``step``: linear warm-up, constant, then a linear decay over
+    the last ``decay_steps`` steps that ends one step short of 0 (the last step still learns).
+    Without decay, a run of N steps IS the first N steps of a longer run."""
+    lr = cfg.lr
     if step < cfg.warmup_steps:
-        return cfg.lr * (step + 1) / cfg.warmup_steps
-    return cfg.lr
+        lr = cfg.lr * (step + 1) / cfg.warmup_steps
+    left = cfg.steps - step  # steps left including this one
+    if cfg.decay_steps and left <= cfg.decay_steps:
+        lr = min(lr, cfg.lr * left / (cfg.decay_steps + 1))
+    return lr
 
 
 def train_sft(
@@ -325,7 +338,7 @@ def train_sft(
             idx, order = order[: cfg.batch_size], order[cfg.batch_size :]
         batch = collate([encoded[i] for i in idx], tokenizer.pad_token_id)
         for g in opt.param_groups:
-            g["lr"] = _lr_at(step, cfg)
+            g["lr"] = lr_at(step, cfg)
         loss = target_loss(model, batch, cfg.prompt_loss_weight)
         opt.zero_grad(set_to_none=True)
         loss.backward()

@@ -216,7 +216,11 @@ class TrainConfig:
 
 
 def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> TrainConfig:
-    """Config from an optional YAML file plus ``key.path=value`` overrides."""
+    """Config from an optional YAML file plus ``key.path=value`` overrides.
+
+    The top-level fields are the run's own (``seed``, ``iterations``, ...); an override may also
+    spell them with a ``train.`` prefix (``train.seed=3``), as the trainer section is named in
+    verl-style command lines."""
     data: dict[str, Any] = {}
     if path is not None:
         import yaml
@@ -228,8 +232,13 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
         if loaded is not None and not isinstance(loaded, dict):
             raise ConfigError(f"{p}: the top level must be a mapping")
         data = loaded or {}
-    apply_overrides(data, list(overrides or []))
+    apply_overrides(data, [_strip_train_prefix(o) for o in overrides or []])
     return from_dict(TrainConfig, data)
+
+
+def _strip_train_prefix(override: str) -> str:
+    # TrainConfig has no field named "train", so the prefix is never ambiguous
+    return override[len("train.") :] if override.startswith("train.") else override
 
 
 def config_to_dict(cfg: TrainConfig) -> dict[str, Any]:
