@@ -19,13 +19,14 @@ import pytest
 import torch
 from train_helpers import tiny_overrides
 
+from empg.agent.batch import Trajectory
 from empg.agent.generation import HFBackend
 from empg.envs import TextEnv, register
 from empg.train.advantages import batch_advantages
 from empg.train.checkpoint import latest_checkpoint
 from empg.train.config import load_config
 from empg.train.metrics import read_metrics
-from empg.train.rollouts import collect_training_batch
+from empg.train.rollouts import collect_training_batch, groups_worth_training
 from empg.train.trainer import Trainer, load_model
 from empg.train.update import TrainingDivergedError, UpdateBatch, ppo_update, recompute_logprobs
 from reference import loop_empg
@@ -244,7 +245,30 @@ class CoinFlipEnv(TextEnv):
 register("test-coinflip", CoinFlipEnv, overwrite=True)
 
 
-def test_dynamic_sampling_never_keeps_an_all_equal_group(tiny_policy_dir, tmp_path):
+def _traj(group: int, won: bool, reward: float) -> Trajectory:
+    return Trajectory(
+        traj_id=0, group_id=group, task_seed=0, initial_observation="", task="",
+        outcome_reward=reward, env_reward_sum=float(won), length=3, invalid_steps=0,
+        won=won, reason="",
+    )  # fmt: skip
+
+
+def test_dynamic_sampling_on_success_ignores_penalty_differences():
+    trajs = [
+        _traj(0, False, 0.0), _traj(0, False, -0.1),  # all fail, one paid a penalty
+        _traj(1, True, 1.0), _traj(1, False, 0.0),  # success differs
+        _traj(2, True, 1.0), _traj(2, True, 0.9),  # all succeed, one paid a penalty
+        _traj(3, False, 0.0), _traj(3, False, 0.0),  # all equal
+    ]  # fmt: skip
+    assert groups_worth_training(trajs, "success") == {1}
+    assert groups_worth_training(trajs, "reward") == {0, 1, 2}
+    assert groups_worth_training([], "success") == set()
+    with pytest.raises(ValueError, match="metric"):
+        groups_worth_training(trajs, "acc")
+
+
+@pytest.mark.parametrize("metric", ["success", "reward"])
+def test_dynamic_sampling_never_keeps_an_all_equal_group(tiny_policy_dir, tmp_path, metric):
     cfg = load_config(
         None,
         tiny_overrides(
@@ -253,9 +277,12 @@ def test_dynamic_sampling_never_keeps_an_all_equal_group(tiny_policy_dir, tmp_pa
             **{
                 "env.name": "test-coinflip",
                 "algo.preset": "dapo",
+                "algo.filter_metric": metric,
                 "rollout.tasks_per_batch": 6,
                 "rollout.group_size": 3,
-                "rollout.invalid_penalty": 0.0,
+                # the untrained tiny policy writes some invalid answers: rewards then differ
+                # within groups whose coin flips are all equal
+                "rollout.invalid_penalty": 0.25,
             },
         ),
     )
@@ -263,10 +290,12 @@ def test_dynamic_sampling_never_keeps_an_all_equal_group(tiny_policy_dir, tmp_pa
     batch, stats = collect_training_batch(HFBackend(model, tok), cfg, iteration=1)
     by_group: dict[int, list[float]] = {}
     for t in batch.trajectories:
-        by_group.setdefault(t.group_id, []).append(t.outcome_reward)
+        by_group.setdefault(t.group_id, []).append(
+            float(t.won) if metric == "success" else t.outcome_reward
+        )
     assert by_group, "no group kept"
-    for rewards in by_group.values():
-        assert len(rewards) == 3 and max(rewards) > min(rewards)
+    for values in by_group.values():
+        assert len(values) == 3 and max(values) > min(values)
     assert stats["rollout/groups_kept"] == len(by_group) <= 6
     assert stats["rollout/groups_sampled"] >= 6
     # a kept group count below 6 is only allowed when every resampling round was used

@@ -60,7 +60,7 @@ class SFTConfig:
     """share of steps where a random action is executed instead of the expert's: half of them
     admissible, half a near-miss that does nothing (an admissible action with its number
     changed). Those steps are not trained on; the expert's labels after them teach recovery"""
-    steps: int = 900
+    steps: int = 1200
     """optimiser steps"""
     batch_size: int = 32
     """sequences per optimiser step"""
@@ -68,14 +68,14 @@ class SFTConfig:
     """AdamW peak learning rate (linear warm-up, constant, then the optional decay)"""
     warmup_steps: int = 10
     """linear warm-up steps"""
-    decay_steps: int = 0
+    decay_steps: int = 300
     """the last this many steps decay the learning rate linearly to 0 (warm-up, stable, decay;
     0: constant to the end, so a run of N steps is the first N steps of a longer one)"""
     weight_decay: float = 0.01
     """AdamW weight decay"""
     max_grad_norm: float = 1.0
     """gradient clipping norm"""
-    length_grouping: bool = False
+    length_grouping: bool = True
     """draw each batch from examples of similar length (less padding, faster steps; changes the
     batch order, so it is a different run)"""
     prompt_loss_weight: float = 0.0

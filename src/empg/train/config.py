@@ -109,6 +109,9 @@ class AlgoConfig:
     """token-mean, seq-mean-token-mean, seq-mean-token-sum, seq-mean-token-sum-norm"""
     dynamic_sampling: bool | None = None
     """DAPO: drop groups whose outcomes are all equal and sample more until the batch is full"""
+    filter_metric: str = "success"
+    """what dynamic sampling compares within a group: success (the episode's won flag, DAPO's
+    accuracy) or reward (the outcome reward, invalid-action penalties included)"""
     overlong_shaping: bool | None = None
     """DAPO: penalise responses that run into the per-step token limit"""
     overlong_buffer: int = 8
@@ -125,6 +128,10 @@ class AlgoConfig:
         for f in dataclasses.fields(preset):
             if getattr(self, f.name) is None:
                 setattr(self, f.name, getattr(preset, f.name))
+        if self.filter_metric not in ("success", "reward"):
+            raise ConfigError(
+                f"algo.filter_metric must be success or reward, got {self.filter_metric!r}"
+            )
         if self.loss_agg_mode not in LOSS_AGG_MODES:
             raise ConfigError(f"algo.loss_agg_mode must be one of {LOSS_AGG_MODES}")
         if self.kl_estimator not in KL_ESTIMATORS:

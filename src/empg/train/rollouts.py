@@ -87,6 +87,26 @@ def merge_batches(batches: list[RolloutBatch], keep_groups: list[set[int]]) -> R
     )
 
 
+def groups_worth_training(trajectories: list, metric: str = "success") -> set[int]:
+    """Ids of the groups whose ``metric`` differs between members (DAPO dynamic sampling).
+
+    ``metric`` is ``"success"`` (the won flag: DAPO filters on accuracy) or ``"reward"`` (the
+    outcome reward). On success, groups that all fail but differ only in invalid-action
+    penalties are dropped: with group-normalised advantages they would train on format alone.
+    """
+    if metric not in ("success", "reward"):
+        raise ValueError(f"metric must be success or reward, got {metric!r}")
+    if not trajectories:
+        return set()
+    values = torch.tensor(
+        [float(t.won) if metric == "success" else t.outcome_reward for t in trajectories],
+        dtype=torch.float32,
+    )
+    gid = torch.tensor([t.group_id for t in trajectories])
+    ok = dynamic_sampling_mask(values, gid)
+    return {int(g) for g, k in zip(gid.tolist(), ok.tolist(), strict=True) if k}
+
+
 def collect_training_batch(backend, cfg: TrainConfig, iteration: int) -> tuple[RolloutBatch, dict]:
     """Grouped rollouts for one iteration, with DAPO dynamic sampling when enabled."""
     r = cfg.rollout
@@ -108,10 +128,7 @@ def collect_training_batch(backend, cfg: TrainConfig, iteration: int) -> tuple[R
         sampled_groups += need
         groups = {t.group_id for t in batch.trajectories}
         if cfg.algo.dynamic_sampling:
-            rew = torch.tensor([t.outcome_reward for t in batch.trajectories], dtype=torch.float32)
-            gid = torch.tensor([t.group_id for t in batch.trajectories])
-            ok = dynamic_sampling_mask(rew, gid)
-            groups = {int(g) for g, k in zip(gid.tolist(), ok.tolist(), strict=True) if k}
+            groups = groups_worth_training(batch.trajectories, cfg.algo.filter_metric)
         batches.append(batch)
         keeps.append(groups)
         kept += len(groups)
