@@ -187,11 +187,10 @@ def test_a_budget_is_a_prefix_of_a_longer_run(small_tokenizer):
         if step == 3:
             seen.update({k: v.clone() for k, v in model.state_dict().items()})
 
-    cfg = SFTConfig(steps=3, batch_size=4, warmup_steps=2)
+    cfg = SFTConfig(steps=3, batch_size=4, warmup_steps=2, decay_steps=0)
+    longer = SFTConfig(steps=5, batch_size=4, warmup_steps=2, decay_steps=0)
     a = train_sft(short, small_tokenizer, cfg, ex).losses
-    b = train_sft(
-        long, small_tokenizer, SFTConfig(steps=5, batch_size=4, warmup_steps=2), ex, on_step=grab
-    ).losses
+    b = train_sft(long, small_tokenizer, longer, ex, on_step=grab).losses
     assert b[:3] == a
     assert all(torch.equal(v, seen[k]) for k, v in short.state_dict().items())
 
@@ -201,16 +200,19 @@ def test_lr_schedule_warms_up_holds_then_decays_linearly_to_just_above_zero():
     got = [lr_at(s, cfg) for s in range(10)]
     # warm-up 1/2, 2/2; constant; the last 4 steps have 4, 3, 2, 1 steps left -> k/5
     assert got == pytest.approx([0.5, 1.0, 1.0, 1.0, 1.0, 1.0, 0.8, 0.6, 0.4, 0.2])
-    plain = SFTConfig(steps=10, lr=1.0, warmup_steps=2)
+    plain = SFTConfig(steps=10, lr=1.0, warmup_steps=2, decay_steps=0)
     assert [lr_at(s, plain) for s in range(10)] == pytest.approx([0.5] + [1.0] * 9)
     # warm-up and decay overlapping: the smaller of the two
     both = SFTConfig(steps=3, lr=1.0, warmup_steps=3, decay_steps=3)
     assert [lr_at(s, both) for s in range(3)] == pytest.approx([1 / 3, 1 / 2, 1 / 4])
+    # a decay longer than the run covers the whole run
+    short = SFTConfig(steps=3, lr=1.0, warmup_steps=0, decay_steps=300)
+    assert [lr_at(s, short) for s in range(3)] == pytest.approx([3 / 4, 2 / 4, 1 / 4])
 
 
 def test_bad_sft_configs_are_rejected():
     with pytest.raises(ConfigError, match="decay_steps"):
-        SFTConfig(steps=10, decay_steps=11)
+        SFTConfig(decay_steps=-1)
     with pytest.raises(ConfigError, match="random_action_prob"):
         SFTConfig(random_action_prob=1.0)
     with pytest.raises(ConfigError, match="batch_size"):

@@ -69,8 +69,9 @@ class SFTConfig:
     warmup_steps: int = 10
     """linear warm-up steps"""
     decay_steps: int = 300
-    """the last this many steps decay the learning rate linearly to 0 (warm-up, stable, decay;
-    0: constant to the end, so a run of N steps is the first N steps of a longer one)"""
+    """the last this many steps (all of them if steps is smaller) decay the learning rate
+    linearly to 0 (warm-up, stable, decay; 0: constant to the end, so that a run of N steps is
+    the first N steps of a longer one)"""
     weight_decay: float = 0.01
     """AdamW weight decay"""
     max_grad_norm: float = 1.0
@@ -97,10 +98,8 @@ class SFTConfig:
                 raise ConfigError(f"SFTConfig.{name} must be >= 1, got {getattr(self, name)}")
         if self.steps < 0 or self.warmup_steps < 0 or self.first_seed < 0:
             raise ConfigError("SFTConfig.steps, warmup_steps and first_seed must be >= 0")
-        if not 0 <= self.decay_steps <= self.steps:
-            raise ConfigError(
-                f"SFTConfig.decay_steps must be in [0, steps={self.steps}], got {self.decay_steps}"
-            )
+        if self.decay_steps < 0:
+            raise ConfigError(f"SFTConfig.decay_steps must be >= 0, got {self.decay_steps}")
         if not 0.0 <= self.random_action_prob < 1.0:
             raise ConfigError(
                 f"SFTConfig.random_action_prob must be in [0, 1), got {self.random_action_prob}"
@@ -294,9 +293,10 @@ def lr_at(step: int, cfg: SFTConfig) -> float:
     lr = cfg.lr
     if step < cfg.warmup_steps:
         lr = cfg.lr * (step + 1) / cfg.warmup_steps
+    decay = min(cfg.decay_steps, cfg.steps)
     left = cfg.steps - step  # steps left including this one
-    if cfg.decay_steps and left <= cfg.decay_steps:
-        lr = min(lr, cfg.lr * left / (cfg.decay_steps + 1))
+    if decay and left <= decay:
+        lr = min(lr, cfg.lr * left / (decay + 1))
     return lr
 
 
