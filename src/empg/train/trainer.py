@@ -200,6 +200,7 @@ class Trainer:
         if not batch.steps:
             record["actor/skipped_updates"] = 1.0
             self.log(f"[empg] iteration {it}: no group with outcome variance; update skipped")
+            timings["time/iteration_s"] = timings["time/rollout_s"]
             return {**record, **timings}
         # recompute old log-probs and entropies with the current policy
         t1 = time.perf_counter()
