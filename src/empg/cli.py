@@ -228,6 +228,12 @@ def _configure_sft(p: argparse.ArgumentParser) -> None:
     p.add_argument("--steps", type=int, default=None, help="SFT optimiser steps")
     p.add_argument("--episodes", type=int, default=None, help="expert episodes of SFT data")
     p.add_argument(
+        "--decay-steps",
+        type=int,
+        default=None,
+        help="last steps over which the learning rate decays linearly to 0 (0: constant)",
+    )
+    p.add_argument(
         "--random-action-prob",
         type=float,
         default=None,
@@ -266,13 +272,18 @@ def _run_sft(args: argparse.Namespace) -> int:
             env=args.env,
             seed=args.seed,
             **pick(
-                steps=args.steps, episodes=args.episodes, random_action_prob=args.random_action_prob
+                steps=args.steps,
+                episodes=args.episodes,
+                random_action_prob=args.random_action_prob,
+                decay_steps=args.decay_steps,
             ),
         )
         tok = TokenizerConfig(
             **pick(episodes_per_env=args.tokenizer_episodes, vocab_size=args.vocab_size)
         )
-        model, tokenizer, info = build_policy(args.out, args.env, sft=sft, tokenizer_config=tok)
+        model, tokenizer, info = build_policy(
+            args.out, args.env, sft=sft, tokenizer_config=tok, log=lambda m: print(m, flush=True)
+        )
     except EmpgError as exc:
         print(f"empg: {exc}", file=sys.stderr)
         return 2

@@ -72,13 +72,17 @@ def test_cli_sft_writes_a_loadable_policy(tmp_path, capsys):
             "3",
             "--vocab-size",
             "400",
+            "--decay-steps",
+            "1",
         ]
     )
     assert code == 0
-    assert "saved" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "saved" in printed and "SFT step 2/2" in printed  # progress lines
     model, tok = load_policy(out)
     assert len(tok) == 400 and model.config.vocab_size == 400
-    assert json.loads((out / BUILD_INFO).read_text())["sft"]["steps"] == 2
+    sft = json.loads((out / BUILD_INFO).read_text())["sft"]
+    assert (sft["steps"], sft["decay_steps"]) == (2, 1)
     assert cli.main(["sft", "--out", str(out), "--steps", "-1"]) == 2
 
 

@@ -76,7 +76,7 @@ class SFTConfig:
     """AdamW weight decay"""
     max_grad_norm: float = 1.0
     """gradient clipping norm"""
-    length_grouping: bool = True
+    length_grouping: bool = False
     """draw each batch from examples of similar length (less padding, faster steps; changes the
     batch order, so it is a different run)"""
     prompt_loss_weight: float = 0.0
