@@ -31,7 +31,10 @@ def run_train(args: argparse.Namespace) -> int:
     cfg = load_config(args.config, args.overrides)
     result = Trainer(cfg, resume=args.resume).run()
     print()
-    print("held-out success before -> after RL:")
+    print(
+        f"held-out success before -> after RL ({cfg.eval.episodes} tasks per split, "
+        f"T={cfg.eval.temperature:g}):"
+    )
     for split in cfg.eval.splits:
         key = f"eval/{split}/success_rate"
         b, a = result.before.get(key, float("nan")), result.after.get(key, float("nan"))
