@@ -144,7 +144,7 @@ def default_policy(
 ) -> tuple[Any, Any, Path]:
     """The warm-started tiny policy for ``env``: (model, tokenizer, folder).
 
-    Built on first use (tokenizer, model, SFT; about 20 minutes on 2 CPU cores, with progress
+    Built on first use (tokenizer, model, SFT; about 22 minutes on 2 CPU cores, with progress
     lines to ``log`` when given) and saved
     under :func:`cache_root`; later calls load the folder. The folder name carries a hash of
     every setting, so passing other configs builds (and caches) another policy.

@@ -95,6 +95,10 @@ class RolloutSettings:
             raise ConfigError("rollout.temperature must be >= 0 and 0 < rollout.top_p <= 1")
 
 
+#: what DAPO's dynamic sampling may compare within a group (AlgoConfig.filter_metric)
+FILTER_METRICS = ("success", "reward")
+
+
 @dataclass
 class AlgoConfig:
     preset: str = "dapo"
@@ -130,7 +134,7 @@ class AlgoConfig:
         for f in dataclasses.fields(preset):
             if getattr(self, f.name) is None:
                 setattr(self, f.name, getattr(preset, f.name))
-        if self.filter_metric not in ("success", "reward"):
+        if self.filter_metric not in FILTER_METRICS:
             raise ConfigError(
                 f"algo.filter_metric must be success or reward, got {self.filter_metric!r}"
             )

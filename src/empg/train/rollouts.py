@@ -18,7 +18,7 @@ from empg.agent.generation import GenerationConfig
 from empg.agent.prompts import PromptConfig
 from empg.agent.rollout import RolloutConfig, collect_rollouts
 from empg.algos.dapo import dynamic_sampling_mask
-from empg.train.config import TrainConfig
+from empg.train.config import FILTER_METRICS, TrainConfig
 
 
 def derived_seed(*parts: int) -> int:
@@ -94,7 +94,7 @@ def groups_worth_training(trajectories: list, metric: str = "success") -> set[in
     outcome reward). On success, groups that all fail but differ only in invalid-action
     penalties are dropped: with group-normalised advantages they would train on format alone.
     """
-    if metric not in ("success", "reward"):
+    if metric not in FILTER_METRICS:
         raise ValueError(f"metric must be success or reward, got {metric!r}")
     if not trajectories:
         return set()

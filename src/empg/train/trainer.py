@@ -107,7 +107,7 @@ class Trainer:
         if cfg.model.path == "default":
             log(
                 "[empg] loading the default tiny policy (on first use it is built: tokenizer, "
-                "model and supervised warm start, about 20 minutes on 2 CPU cores; cached)"
+                "model and supervised warm start, about 22 minutes on 2 CPU cores; cached)"
             )
         t0 = time.perf_counter()
         self.model, self.tokenizer = load_model(cfg, log=log)

@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from empg.algos.modulation import FINAL_NORMS, EMPGConfig
+from empg.algos.modulation import EMPGConfig
 from empg.errors import ConfigError
 from empg.train.schema import from_dict
 
@@ -33,10 +33,6 @@ class VerlEMPGConfig(EMPGConfig):
     defaults as the trainer's ``algo.empg``), with verl-specific refusals."""
 
     def __post_init__(self) -> None:
-        if self.final_norm not in FINAL_NORMS:
-            raise ConfigError(
-                f"algorithm.empg.final_norm must be one of {FINAL_NORMS}, got {self.final_norm!r}"
-            )
         try:
             super().__post_init__()
         except ConfigError as e:
