@@ -240,3 +240,70 @@ def test_react_tags_registered_as_special_tokens_are_kept(tokenizer):
     assert backend.decode([*ids, tok.eos_token_id, tok.pad_token_id]) == text
     assert backend._hit_stop(ids, ("</action>",))
     assert not backend._hit_stop(ids[:-1], ("</action>",))
+
+
+def test_inverse_cdf_sampling_matches_the_weights():
+    """sample_next draws each token with its softmax probability; zero-weight (top-p cut)
+    tokens never come up."""
+    n = 200_000
+    logits = torch.log(torch.tensor([0.1, 0.25, 0.05, 0.6])).repeat(n, 1)
+    tok = sample_next(logits, GenerationConfig(temperature=1.0), torch.Generator().manual_seed(0))
+    freq = torch.bincount(tok, minlength=4).double() / n
+    expect = torch.tensor([0.1, 0.25, 0.05, 0.6], dtype=torch.float64)
+    sigma = (expect * (1 - expect) / n).sqrt()
+    assert ((freq - expect).abs() < 5 * sigma).all(), (freq, expect)
+    # top_p=0.8 keeps 0.6 and 0.25 (the mass ahead of 0.1 is 0.85 >= 0.8): renormalised 12/17, 5/17
+    tok = sample_next(logits, GenerationConfig(top_p=0.8), torch.Generator().manual_seed(1))
+    freq = torch.bincount(tok, minlength=4).double() / n
+    assert freq[0] == 0 and freq[2] == 0
+    assert abs(float(freq[3]) - 12 / 17) < 5 * (12 / 17 * 5 / 17 / n) ** 0.5
+    # one positive weight anywhere in the row (trailing zeros included) is always the draw
+    from empg.agent.generation import _inverse_cdf
+
+    w = torch.zeros(1000, 7)
+    w[torch.arange(1000), torch.arange(1000) % 7] = 3.0
+    drawn = _inverse_cdf(w, torch.Generator().manual_seed(2))
+    assert drawn.tolist() == (torch.arange(1000) % 7).tolist()
+
+
+@pytest.mark.parametrize("temperature", [0.0, 1.0])
+def test_prefix_cache_equals_full_prefill(backend, tokenizer, temperature):
+    """Turn 2 prompts that extend, partly share or repeat turn 1's: with the cache only the
+    tokens after the common prefix run, and tokens and numbers equal a full prefill."""
+    from empg.agent.generation import PrefixCache
+
+    first = prompts(tokenizer)
+    extra = tokenizer.encode(" Nothing happens. You arrive at drawer 1.")
+    second = [
+        first[0] + extra,  # extends the stored prompt
+        first[1][:10] + extra,  # shares only 10 tokens
+        list(first[2]),  # the same prompt again (its last token must still run)
+        tokenizer.encode("A new episode starts here."),  # a key seen for the first time
+    ]
+    cfg = GenerationConfig(max_new_tokens=10, temperature=temperature, seed=5)
+    cache = PrefixCache()
+    backend.generate(first, cfg, prefix_cache=cache, keys=[0, 1, 2, 3])
+    assert len(cache) == 4 and cache.reused_tokens == 0
+    cached = backend.generate(second, cfg, prefix_cache=cache, keys=[0, 1, 2, 9])
+    assert cache.reused_tokens == len(first[0]) + 10 + len(first[2]) - 1
+    assert cache.computed_tokens == sum(map(len, first)) + 2 * len(extra) + 1 + len(second[3])
+    plain = backend.generate(second, cfg)
+    for a, b in zip(cached, plain, strict=True):
+        assert a.token_ids.tolist() == b.token_ids.tolist()
+        torch.testing.assert_close(a.logprobs, b.logprobs, atol=1e-5, rtol=0)
+        torch.testing.assert_close(a.entropies, b.entropies, atol=1e-5, rtol=0)
+    cache.drop(0)
+    assert len(cache) == 4  # keys 1, 2, 3, 9
+    cache.clear()
+    assert len(cache) == 0 and cache.reused_tokens == 0
+
+
+def test_prefix_cache_needs_distinct_keys(backend, tokenizer):
+    from empg.agent.generation import PrefixCache
+
+    p = prompts(tokenizer)[:2]
+    cfg = GenerationConfig(max_new_tokens=2)
+    with pytest.raises(InputError, match="one key per prompt"):
+        backend.generate(p, cfg, prefix_cache=PrefixCache())
+    with pytest.raises(InputError, match="distinct"):
+        backend.generate(p, cfg, prefix_cache=PrefixCache(), keys=[1, 1])

@@ -212,3 +212,14 @@ def test_config_and_input_validation(backend):
 
     with EnvPool.from_name("household", 2) as pool, pytest.raises(InputError, match="pool has 2"):
         collect_rollouts(backend, [0], config(), pool=pool)
+
+
+def test_prefix_cache_rollouts_equal_full_prefill(backend, batch):
+    """The default rollouts reuse each episode's previous prompt; without it they are the same."""
+    plain = collect_rollouts(backend, [0, 5], config(prefix_cache=False))
+    assert [(r.traj_id, r.step_index, r.response_ids.tolist()) for r in batch.steps] == [
+        (r.traj_id, r.step_index, r.response_ids.tolist()) for r in plain.steps
+    ]
+    for a, b in zip(batch.steps, plain.steps, strict=True):
+        assert a.prompt_ids == b.prompt_ids
+        torch.testing.assert_close(a.logprobs, b.logprobs, atol=1e-5, rtol=0)

@@ -7,6 +7,7 @@ from empg.agent.generation import (
     GenerationBackend,
     GenerationConfig,
     HFBackend,
+    PrefixCache,
 )
 from empg.agent.parsing import INVALID_ACTION, ParsedResponse, format_response, parse_response
 from empg.agent.prompts import PromptConfig, Turn, build_messages, render_prompt
@@ -20,6 +21,7 @@ __all__ = [
     "GenerationConfig",
     "HFBackend",
     "ParsedResponse",
+    "PrefixCache",
     "PromptConfig",
     "RolloutBatch",
     "RolloutConfig",

@@ -21,11 +21,19 @@ stop string (``"stop"``, the token that completed it is kept) or at ``max_new_to
 (``"length"``). Finished rows leave the running batch at once, KV-cache rows included, so they
 cost no more compute. Sampling draws come from one ``torch.Generator``: the same seed and the
 same prompts give the same tokens.
+
+Prefix reuse across calls. A multi-turn agent's prompt at turn t+1 repeats most of turn t's
+prompt (the task, the first observation, the earlier actions). Given a :class:`PrefixCache` and
+one key per prompt (the episode), :class:`HFBackend` keeps each prompt's KV cache after the call
+and, next time the key comes, runs only the tokens after the longest common token prefix with
+the stored prompt. The tokens, positions and attention are the same as a full prefill; only the
+floating-point order of the matmuls differs (log-probs agree within 1e-5, tested). Memory: one
+prompt's KV cache per live key (``2 x layers x kv_heads x head_dim x prompt tokens`` numbers).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Hashable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
@@ -126,7 +134,11 @@ class GenerationBackend(Protocol):
 def sample_next(
     logits: torch.Tensor, cfg: GenerationConfig, generator: torch.Generator | None
 ) -> torch.Tensor:
-    """``(B, V)`` logits -> ``(B,)`` sampled token ids (greedy, temperature, top-p)."""
+    """``(B, V)`` logits -> ``(B,)`` sampled token ids (greedy, temperature, top-p).
+
+    Sampling inverts each row's cumulative distribution at one uniform draw (float64 sums), so
+    truncated weights need no renormalising; on CPU this is about 30x faster than
+    ``torch.multinomial`` for a (64, 3072) batch (0.3 ms against 9.6 ms, 1 thread)."""
     if cfg.temperature == 0:
         return logits.argmax(dim=-1)
     probs = torch.softmax(logits.float() / cfg.temperature, dim=-1)  # (B, V)
@@ -134,9 +146,23 @@ def sample_next(
         sorted_p, order = torch.sort(probs, dim=-1, descending=True)
         before = sorted_p.cumsum(dim=-1) - sorted_p  # mass strictly ahead of each token
         sorted_p = sorted_p.masked_fill(before >= cfg.top_p, 0.0)  # the top token always stays
-        pick = torch.multinomial(sorted_p, 1, generator=generator)  # (B, 1), renormalises
-        return order.gather(-1, pick).squeeze(-1)
-    return torch.multinomial(probs, 1, generator=generator).squeeze(-1)
+        return order.gather(-1, _inverse_cdf(sorted_p, generator).unsqueeze(-1)).squeeze(-1)
+    return _inverse_cdf(probs, generator)
+
+
+def _inverse_cdf(weights: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+    """``(B, V)`` non-negative weights (each row with a positive entry) -> ``(B,)`` indices drawn
+    with probability proportional to the weights: the first index whose cumulative weight
+    exceeds ``u * total``, ``u ~ U[0, 1)``. Zero-weight indices are never drawn (their
+    cumulative weight equals their predecessor's; a draw rounded up to the total is clamped to
+    the row's last positive index)."""
+    cum = weights.cumsum(dim=-1, dtype=torch.float64)
+    u = torch.rand(
+        (weights.shape[0], 1), generator=generator, dtype=torch.float64, device=weights.device
+    )
+    idx = torch.searchsorted(cum, u * cum[:, -1:], right=True).squeeze(-1)
+    last = weights.shape[-1] - 1 - (weights.flip(-1) > 0).to(torch.int8).argmax(dim=-1)
+    return torch.minimum(idx, last)
 
 
 def _eos_ids(model: Any, tokenizer: Any) -> set[int]:
@@ -151,6 +177,51 @@ def _eos_ids(model: Any, tokenizer: Any) -> set[int]:
     return ids
 
 
+class PrefixCache:
+    """Per-key KV caches of earlier prompts (see the module docstring); one key per episode.
+
+    ``reused_tokens`` / ``computed_tokens`` count the prompt tokens taken from the cache and
+    run through the model since the last :meth:`clear`.
+    """
+
+    def __init__(self) -> None:
+        self._store: dict[Hashable, tuple[list[int], list[tuple[torch.Tensor, torch.Tensor]]]] = {}
+        self.reused_tokens = 0
+        self.computed_tokens = 0
+
+    def __len__(self) -> int:
+        return len(self._store)
+
+    def clear(self) -> None:
+        """Forget every stored prompt (and reset the counters)."""
+        self._store.clear()
+        self.reused_tokens = self.computed_tokens = 0
+
+    def drop(self, key: Hashable) -> None:
+        """Forget one key (e.g. a finished episode)."""
+        self._store.pop(key, None)
+
+    def match(self, key: Hashable, ids: list[int]) -> int:
+        """Length of the reusable prefix of ``ids`` for ``key``: the longest common prefix with
+        the stored prompt, at most ``len(ids) - 1`` (the last token must run to give logits)."""
+        entry = self._store.get(key)
+        if entry is None:
+            return 0
+        old = entry[0]
+        n = min(len(old), len(ids) - 1)
+        i = 0
+        while i < n and old[i] == ids[i]:
+            i += 1
+        return i
+
+    def kv(self, key: Hashable, length: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """Per layer ``(keys, values)``, ``(H, length, D)``, of the first ``length`` tokens."""
+        return [(k[:, :length], v[:, :length]) for k, v in self._store[key][1]]
+
+    def put(self, key: Hashable, ids: list[int], kv: list[tuple[torch.Tensor, torch.Tensor]]):
+        self._store[key] = (list(ids), kv)
+
+
 class HFBackend:
     """Batched KV-cache sampling for any Hugging Face causal LM (see the module docstring).
 
@@ -163,6 +234,9 @@ class HFBackend:
             the tail of a continuation (a token decodes to at least one character unless it is
             special, so ``len(stop) + stop_window`` tail tokens always cover a stop string).
     """
+
+    #: ``generate`` takes ``prefix_cache=`` and ``keys=`` (rollouts use them when present)
+    supports_prefix_cache = True
 
     def __init__(self, model: Any, tokenizer: Any, *, stop_window: int = 4) -> None:
         if not callable(model):
@@ -180,6 +254,8 @@ class HFBackend:
             pad = min(self.eos_ids)
         self._pad = int(pad)
         self.stop_window = int(stop_window)
+        #: prefix reuse needs plain (non-sliding) dynamic KV-cache layers; checked on first use
+        self._prefix_supported = True
 
     @property
     def pad_token_id(self) -> int:
@@ -213,6 +289,8 @@ class HFBackend:
         cfg: GenerationConfig,
         *,
         generator: torch.Generator | None = None,
+        prefix_cache: PrefixCache | None = None,
+        keys: Sequence[Hashable] | None = None,
     ) -> list[Generation]:
         """Sample one response per prompt.
 
@@ -221,6 +299,9 @@ class HFBackend:
             cfg: sampling settings.
             generator: sampling RNG (CPU ``torch.Generator`` on the model's device); None: one
                 seeded with ``cfg.seed`` (or unseeded when that is None).
+            prefix_cache: reuse the KV cache of each key's previous prompt and store this
+                one's (None: every prompt runs in full, nothing is kept).
+            keys: ``B`` distinct keys (e.g. episode ids), required with ``prefix_cache``.
 
         Returns:
             ``B`` :class:`Generation` objects, in prompt order.
@@ -232,6 +313,11 @@ class HFBackend:
             raise InputError("every prompt needs at least one token, got an empty prompt")
         if not prompts:
             return []
+        if prefix_cache is not None:
+            if keys is None or len(keys) != len(prompts):
+                raise InputError("prefix_cache needs one key per prompt (keys=)")
+            if len(set(keys)) != len(keys):
+                raise InputError("keys must be distinct within one call")
         device = self._device()
         if generator is None:
             generator = torch.Generator(device=device)
@@ -240,7 +326,71 @@ class HFBackend:
             else:
                 generator.manual_seed(cfg.seed)
         with torch.inference_mode():
-            return self._generate(prompts, cfg, generator, device)
+            return self._generate(prompts, cfg, generator, device, prefix_cache, keys)
+
+    def _prefill(self, prompts, reuse, device, prefix_cache, keys):
+        """Run the prompts (after the first ``reuse[i]`` tokens, taken from ``prefix_cache``).
+
+        Row ``i`` of the returned mask is ``[0.. | 1 x reuse[i] | 0.. | 1 x rest]``: the reused
+        prefix right-aligned in a block of width ``max(reuse)``, then the remaining prompt
+        tokens right-aligned; position ids count real tokens only, so they equal a full
+        prefill's."""
+        b = len(prompts)
+        pw = max(reuse)
+        rest = [len(p) - r for p, r in zip(prompts, reuse, strict=True)]
+        sw = max(rest)
+        ids = torch.full((b, sw), self._pad, dtype=torch.long)
+        mask = torch.zeros((b, pw + sw), dtype=torch.long)
+        for i, p in enumerate(prompts):  # left padding within each block
+            ids[i, sw - rest[i] :] = torch.tensor(p[reuse[i] :], dtype=torch.long)
+            mask[i, pw - reuse[i] : pw] = 1
+            mask[i, pw + sw - rest[i] :] = 1
+        ids, mask = ids.to(device), mask.to(device)
+        pos = ((mask.cumsum(-1) - 1).clamp_min(0))[:, pw:]  # positions over real tokens only
+        past = None
+        if pw:
+            pairs = zip(keys, reuse, strict=True)
+            per_row = [prefix_cache.kv(k, r) if r else None for k, r in pairs]
+            ref = next(x for x in per_row if x is not None)
+            layers = []
+            for li, (k0, v0) in enumerate(ref):
+                kk = k0.new_zeros((b, k0.shape[0], pw, k0.shape[2]))
+                vv = v0.new_zeros((b, v0.shape[0], pw, v0.shape[2]))
+                for i, x in enumerate(per_row):
+                    if x is not None:
+                        kk[i, :, pw - reuse[i] :] = x[li][0]
+                        vv[i, :, pw - reuse[i] :] = x[li][1]
+                layers.append((kk, vv))
+            from transformers import DynamicCache
+
+            past = DynamicCache(ddp_cache_data=layers)
+        if prefix_cache is not None:
+            prefix_cache.reused_tokens += sum(reuse)
+            prefix_cache.computed_tokens += sum(rest)
+        out = self.model(
+            input_ids=ids,
+            attention_mask=mask,
+            position_ids=pos,
+            past_key_values=past,
+            use_cache=True,
+            logits_to_keep=1,
+        )
+        return out, mask
+
+    def _store_prompts(self, prompts, keys, cache, mask, prefix_cache) -> None:
+        layers = getattr(cache, "layers", None)
+        try:
+            from transformers.cache_utils import DynamicLayer
+        except ImportError:  # pragma: no cover - older transformers
+            DynamicLayer = None
+        if not layers or DynamicLayer is None or any(type(x) is not DynamicLayer for x in layers):
+            self._prefix_supported = False  # e.g. sliding-window layers: run prompts in full
+            return
+        for i, (key, p) in enumerate(zip(keys, prompts, strict=True)):
+            cols = mask[i].nonzero().squeeze(-1)
+            if cols.numel() != len(p):  # pragma: no cover - defensive
+                raise RuntimeError("prefix cache: prompt columns do not match the prompt")
+            prefix_cache.put(key, p, [(x.keys[i][:, cols], x.values[i][:, cols]) for x in layers])
 
     def _generate(
         self,
@@ -248,20 +398,17 @@ class HFBackend:
         cfg: GenerationConfig,
         generator: torch.Generator,
         device: torch.device,
+        prefix_cache: PrefixCache | None = None,
+        keys: Sequence[Hashable] | None = None,
     ) -> list[Generation]:
         b = len(prompts)
-        width = max(len(p) for p in prompts)
-        ids = torch.full((b, width), self._pad, dtype=torch.long)
-        mask = torch.zeros((b, width), dtype=torch.long)
-        for i, p in enumerate(prompts):  # left padding
-            ids[i, width - len(p) :] = torch.tensor(p, dtype=torch.long)
-            mask[i, width - len(p) :] = 1
-        ids, mask = ids.to(device), mask.to(device)
-        pos = (mask.cumsum(-1) - 1).clamp_min(0)  # (B, W) positions over real tokens only
-        out = self.model(
-            input_ids=ids, attention_mask=mask, position_ids=pos, use_cache=True, logits_to_keep=1
-        )
+        reuse = [0] * b
+        if prefix_cache is not None and keys is not None and self._prefix_supported:
+            reuse = [prefix_cache.match(k, p) for k, p in zip(keys, prompts, strict=True)]
+        out, mask = self._prefill(prompts, reuse, device, prefix_cache, keys)
         cache = out.past_key_values
+        if prefix_cache is not None and keys is not None:
+            self._store_prompts(prompts, keys, cache, mask, prefix_cache)
         logits = out.logits[:, -1, :]  # (B, V)
         next_pos = mask.sum(-1)  # (B,) position of each row's next token
         temp = cfg.temperature if cfg.temperature > 0 else 1.0

@@ -87,6 +87,9 @@ class RolloutSettings:
     """reward penalty for a step whose response has no valid action"""
     max_resample_rounds: int = 2
     """dynamic sampling: at most this many extra rounds of groups to fill the batch"""
+    prefix_cache: bool = True
+    """reuse each episode's previous prompt's KV cache for the common prefix of its next prompt
+    (the same tokens, fewer to run; one prompt's cache per live episode in memory)"""
 
     def __post_init__(self) -> None:
         if self.tasks_per_batch < 1 or self.group_size < 1 or self.max_new_tokens < 1:

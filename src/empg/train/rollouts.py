@@ -51,6 +51,7 @@ def rollout_config(
             max_new_tokens=r.max_new_tokens, temperature=temperature, top_p=r.top_p
         ),
         invalid_penalty=r.invalid_penalty,
+        prefix_cache=r.prefix_cache,
     )
 
 

@@ -1,0 +1,100 @@
+"""Rollout collection with and without prompt-prefix reuse, and the sampler, in one run.
+
+    .venv/bin/python benchmarks/rollout_bench.py [--tasks 8] [--group 8] [--threads 2]
+        [--repeats 2] [--model PATH]
+
+Plays ``--tasks`` household train tasks x ``--group`` episodes (the trainer's default prompt
+layout, T=0.7, 48-token cap, 20 turns) with the default policy (or ``--model``), alternating
+``prefix_cache=False`` and ``True`` ``--repeats`` times with the same sampling seed, and
+prints each side's mean seconds, the ratio, the share of prompt tokens taken from the cache and
+whether both sides produced the same tokens. Then times ``sample_next`` (inverse CDF) against
+``torch.multinomial`` on a (64, vocab) batch.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import statistics
+import time
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--tasks", type=int, default=8)
+    ap.add_argument("--group", type=int, default=8)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--repeats", type=int, default=2)
+    ap.add_argument("--model", default=None, help="policy folder (default: the default policy)")
+    args = ap.parse_args()
+
+    import torch
+
+    import empg.agent.rollout as rollout_mod
+    from empg.agent.generation import GenerationConfig, HFBackend, PrefixCache, sample_next
+    from empg.models.default import default_policy, load_policy
+    from empg.train.config import load_config
+    from empg.train.rollouts import rollout_config
+
+    torch.set_num_threads(args.threads)
+    if args.model:
+        model, tok = load_policy(args.model)
+    else:
+        model, tok, _ = default_policy(log=print)
+    model.eval()
+    backend = HFBackend(model, tok)
+    base = rollout_config(load_config(None, []), "train", temperature=0.7, group_size=args.group)
+    seeds = list(range(5000, 5000 + args.tasks))
+
+    caches: list[PrefixCache] = []
+
+    class CountingCache(PrefixCache):  # keeps the counters of the run's cache
+        def __init__(self) -> None:
+            super().__init__()
+            caches.append(self)
+
+    rollout_mod.PrefixCache = CountingCache
+    times: dict[bool, list[float]] = {False: [], True: []}
+    tokens: dict[bool, list] = {}
+    for _ in range(args.repeats):
+        for on in (False, True):
+            cfg = dataclasses.replace(base, prefix_cache=on)
+            t0 = time.perf_counter()
+            b = rollout_mod.collect_rollouts(
+                backend, seeds, cfg, generator=torch.Generator().manual_seed(0)
+            )
+            times[on].append(time.perf_counter() - t0)
+            tokens[on] = [s.response_ids.tolist() for s in b.steps]
+    off, on = statistics.mean(times[False]), statistics.mean(times[True])
+    c = caches[-1]
+    share = c.reused_tokens / max(1, c.reused_tokens + c.computed_tokens)
+    print(
+        f"rollouts: {args.tasks} tasks x {args.group}, {len(tokens[True])} steps, "
+        f"{args.threads} threads, {args.repeats} repeats each"
+    )
+    print(f"  full prefill      {off:7.2f} s  ({', '.join(f'{t:.2f}' for t in times[False])})")
+    print(f"  prefix reuse      {on:7.2f} s  ({', '.join(f'{t:.2f}' for t in times[True])})")
+    print(f"  speed-up          {off / on:7.2f}x; prompt tokens from the cache: {share:.0%}")
+    print(f"  same tokens       {tokens[False] == tokens[True]}")
+
+    v = model.config.vocab_size
+    logits = torch.randn(64, v, generator=torch.Generator().manual_seed(1))
+    gcfg = GenerationConfig(temperature=0.7)
+    gen = torch.Generator().manual_seed(2)
+    probs = torch.softmax(logits / 0.7, dim=-1)
+    reps = 300
+
+    def clock(fn) -> float:
+        t0 = time.perf_counter()
+        for _ in range(reps):
+            fn()
+        return (time.perf_counter() - t0) / reps * 1e3
+
+    ms_mult = clock(lambda: torch.multinomial(probs, 1, generator=gen))
+    ms_inv = clock(lambda: sample_next(logits, gcfg, gen))
+    print(f"sampler, (64, {v}) logits: torch.multinomial {ms_mult:.3f} ms (probabilities given),")
+    print(f"  sample_next {ms_inv:.3f} ms (softmax included): {ms_mult / ms_inv:.1f}x")
+
+
+if __name__ == "__main__":
+    main()
