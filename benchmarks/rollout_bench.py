@@ -5,10 +5,11 @@
 
 Plays ``--tasks`` household train tasks x ``--group`` episodes (the trainer's default prompt
 layout, T=0.7, 48-token cap, 20 turns) with the default policy (or ``--model``), alternating
-``prefix_cache=False`` and ``True`` ``--repeats`` times with the same sampling seed, and
-prints each side's mean seconds, the ratio, the share of prompt tokens taken from the cache and
-whether both sides produced the same tokens. Then times ``sample_next`` (inverse CDF) against
-``torch.multinomial`` on a (64, vocab) batch.
+full prefills, prefix reuse (``prefix_cache=True``) and prefix reuse with the folded
+grouped-query attention (``empg.models.attention``) ``--repeats`` times with the same sampling
+seed, and prints each side's mean seconds, the speed-up over full prefills, the share of prompt
+tokens taken from the cache and whether all sides produced the same tokens. Then times
+``sample_next`` (inverse CDF) against ``torch.multinomial`` on a (64, vocab) batch.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ def main() -> None:
 
     import empg.agent.rollout as rollout_mod
     from empg.agent.generation import GenerationConfig, HFBackend, PrefixCache, sample_next
+    from empg.models.attention import use_gqa_attention
     from empg.models.default import default_policy, load_policy
     from empg.train.config import load_config
     from empg.train.rollouts import rollout_config
@@ -54,28 +56,42 @@ def main() -> None:
             caches.append(self)
 
     rollout_mod.PrefixCache = CountingCache
-    times: dict[bool, list[float]] = {False: [], True: []}
-    tokens: dict[bool, list] = {}
+    sides = {
+        "full prefill": (False, False),
+        "prefix reuse": (True, False),
+        "prefix reuse + folded GQA attention": (True, True),
+    }
+    times: dict[str, list[float]] = {k: [] for k in sides}
+    tokens: dict[str, list] = {}
+    share = 0.0
     for _ in range(args.repeats):
-        for on in (False, True):
-            cfg = dataclasses.replace(base, prefix_cache=on)
+        for name, (reuse, fold) in sides.items():
+            model.set_attn_implementation("sdpa")
+            if fold:
+                use_gqa_attention(model)
+            cfg = dataclasses.replace(base, prefix_cache=reuse)
             t0 = time.perf_counter()
             b = rollout_mod.collect_rollouts(
                 backend, seeds, cfg, generator=torch.Generator().manual_seed(0)
             )
-            times[on].append(time.perf_counter() - t0)
-            tokens[on] = [s.response_ids.tolist() for s in b.steps]
-    off, on = statistics.mean(times[False]), statistics.mean(times[True])
-    c = caches[-1]
-    share = c.reused_tokens / max(1, c.reused_tokens + c.computed_tokens)
+            times[name].append(time.perf_counter() - t0)
+            tokens[name] = [s.response_ids.tolist() for s in b.steps]
+            if reuse:
+                c = caches[-1]
+                share = c.reused_tokens / max(1, c.reused_tokens + c.computed_tokens)
+    model.set_attn_implementation("sdpa")
     print(
-        f"rollouts: {args.tasks} tasks x {args.group}, {len(tokens[True])} steps, "
-        f"{args.threads} threads, {args.repeats} repeats each"
+        f"rollouts: {args.tasks} tasks x {args.group}, {len(tokens['full prefill'])} steps, "
+        f"{args.threads} threads, {args.repeats} repeats each, alternating"
     )
-    print(f"  full prefill      {off:7.2f} s  ({', '.join(f'{t:.2f}' for t in times[False])})")
-    print(f"  prefix reuse      {on:7.2f} s  ({', '.join(f'{t:.2f}' for t in times[True])})")
-    print(f"  speed-up          {off / on:7.2f}x; prompt tokens from the cache: {share:.0%}")
-    print(f"  same tokens       {tokens[False] == tokens[True]}")
+    first = statistics.mean(times["full prefill"])
+    for name, ts in times.items():
+        m = statistics.mean(ts)
+        runs = ", ".join(f"{t:.2f}" for t in ts)
+        print(f"  {name:38s} {m:7.2f} s  ({runs})  {first / m:5.2f}x")
+    print(f"  prompt tokens taken from the cache: {share:.0%}")
+    same = all(t == tokens["full prefill"] for t in tokens.values())
+    print(f"  all sides produced the same tokens: {same}")
 
     v = model.config.vocab_size
     logits = torch.randn(64, v, generator=torch.Generator().manual_seed(1))

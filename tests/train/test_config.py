@@ -8,7 +8,7 @@ from empg.agent.prompts import PromptConfig
 from empg.errors import ConfigError
 from empg.models.sft import default_prompt_config
 from empg.train.config import load_config
-from empg.train.rollouts import prompt_config
+from empg.train.rollouts import prompt_config, rollout_config
 
 
 @pytest.mark.parametrize("text, value", [("1e-3", 1e-3), ("5E-2", 0.05), ("2e1", 20.0)])
@@ -40,6 +40,12 @@ def test_rollout_prompt_fields_reach_the_prompt_config():
     assert prompt_config(cfg) == PromptConfig(
         history=0, show_admissible=False, compact=True, first_observation=False, past_actions=3
     )
+
+
+def test_rollout_prefix_cache_reaches_the_rollout_config():
+    assert rollout_config(load_config(), "train", temperature=1.0, group_size=2).prefix_cache
+    off = load_config(None, ["rollout.prefix_cache=false"])
+    assert not rollout_config(off, "train", temperature=1.0, group_size=2).prefix_cache
 
 
 def test_default_rollout_prompt_is_the_one_the_default_policy_was_trained_with():

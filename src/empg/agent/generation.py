@@ -137,8 +137,8 @@ def sample_next(
     """``(B, V)`` logits -> ``(B,)`` sampled token ids (greedy, temperature, top-p).
 
     Sampling inverts each row's cumulative distribution at one uniform draw (float64 sums), so
-    truncated weights need no renormalising; on CPU this is about 30x faster than
-    ``torch.multinomial`` for a (64, 3072) batch (0.3 ms against 9.6 ms, 1 thread)."""
+    truncated weights need no renormalising; on CPU it is several times faster than
+    ``torch.multinomial`` (7.7x for a (64, 3072) batch, softmax included; docs/benchmarks.md)."""
     if cfg.temperature == 0:
         return logits.argmax(dim=-1)
     probs = torch.softmax(logits.float() / cfg.temperature, dim=-1)  # (B, V)
@@ -181,7 +181,9 @@ class PrefixCache:
     """Per-key KV caches of earlier prompts (see the module docstring); one key per episode.
 
     ``reused_tokens`` / ``computed_tokens`` count the prompt tokens taken from the cache and
-    run through the model since the last :meth:`clear`.
+    run through the model since the last :meth:`clear`. The stored keys and values belong to
+    the weights that computed them: clear the cache after a weight update (rollouts build a
+    fresh one per call).
     """
 
     def __init__(self) -> None:

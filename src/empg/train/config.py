@@ -34,6 +34,9 @@ class ModelConfig:
     """LoRA alpha (used when lora_rank > 0)"""
     chunk_size: int = 0
     """tokens per chunk for the LM-head log-prob/entropy; 0 picks automatically"""
+    fold_gqa: bool = True
+    """grouped-query models on 'sdpa': attend without copying KV heads to every query head
+    (empg.models.attention; the same attention, tested); false keeps transformers' path"""
 
     def __post_init__(self) -> None:
         if self.dtype not in ("auto", "float32", "bfloat16"):

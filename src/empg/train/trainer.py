@@ -26,6 +26,7 @@ from typing import Any
 import torch
 
 from empg.errors import ConfigError
+from empg.models.attention import use_gqa_attention
 from empg.train.advantages import batch_advantages
 from empg.train.checkpoint import (
     latest_checkpoint,
@@ -74,6 +75,8 @@ def load_model(cfg: TrainConfig, path: str | None = None, log: Callable[[str], N
         )
     else:
         model, tokenizer = load_policy(path or cfg.model.path)
+    if cfg.model.fold_gqa:
+        use_gqa_attention(model)
     if cfg.model.lora_rank > 0 and path is None:
         try:
             from peft import LoraConfig, get_peft_model
@@ -121,6 +124,8 @@ class Trainer:
             self.model = AutoModelForCausalLM.from_pretrained(
                 str(self.resume_from / "model"), dtype=torch.float32, attn_implementation="sdpa"
             )
+            if cfg.model.fold_gqa:
+                use_gqa_attention(self.model)
         self.model.to(self.device)
         self.pad_id = self.tokenizer.pad_token_id
         self.optimizer = torch.optim.AdamW(
