@@ -37,8 +37,10 @@ def tiny_qwen2(
     max_positions: int = 2048,
     pad_id: int | None = None,
     eos_id: int | None = None,
+    kv_heads: int = 2,
 ):
-    """A randomly initialised Qwen2 causal LM (float32, FFN 2 x hidden, 4/2 heads, tied)."""
+    """A randomly initialised Qwen2 causal LM (float32, FFN 2 x hidden, 4 query heads and
+    ``kv_heads`` KV heads, tied)."""
     import torch
     from transformers import Qwen2Config, Qwen2ForCausalLM
 
@@ -48,7 +50,7 @@ def tiny_qwen2(
         intermediate_size=2 * hidden,
         num_hidden_layers=layers,
         num_attention_heads=4,
-        num_key_value_heads=2,
+        num_key_value_heads=kv_heads,
         max_position_embeddings=max_positions,
         tie_word_embeddings=True,
         pad_token_id=pad_id,

@@ -8,23 +8,13 @@ import pytest
 import torch
 
 from empg.models.attention import NAME, use_gqa_attention
+from tiny_hf import tiny_qwen2
 
 
 def _model(kv_heads: int):
-    from transformers import Qwen2Config, Qwen2ForCausalLM
-
-    cfg = Qwen2Config(
-        vocab_size=97,
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=kv_heads,
-        max_position_embeddings=128,
-        attn_implementation="sdpa",
-    )
-    torch.manual_seed(0)
-    return Qwen2ForCausalLM(cfg).eval()
+    model = tiny_qwen2(97, hidden=32, kv_heads=kv_heads, max_positions=128)
+    model.set_attn_implementation("sdpa")
+    return model.eval()
 
 
 def _batch():
