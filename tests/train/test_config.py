@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 from empg.agent.prompts import PromptConfig
 from empg.errors import ConfigError
 from empg.models.sft import default_prompt_config
 from empg.train.config import load_config
-from empg.train.rollouts import prompt_config, rollout_config
+from empg.train.rollouts import draw_task_seeds, prompt_config, rollout_config
 
 
 @pytest.mark.parametrize("text, value", [("1e-3", 1e-3), ("5E-2", 0.05), ("2e1", 20.0)])
@@ -57,3 +58,23 @@ def test_top_level_fields_take_an_optional_train_prefix():
     assert (cfg.seed, cfg.iterations, cfg.eval.episodes) == (3, 2, 4)
     with pytest.raises(ConfigError, match="seeed"):
         load_config(None, ["train.seeed=3"])
+
+
+def test_train_task_pool_is_validated():
+    assert load_config(None, ["env.train_tasks=[3, 5]"]).env.train_tasks == [3, 5]
+    with pytest.raises(ConfigError, match=r"env\.train_tasks"):
+        load_config(None, ["env.train_tasks=[-1]"])
+    with pytest.raises(ConfigError, match=r"env\.train_tasks\[0\]: expected int"):
+        load_config(None, ["env.train_tasks=[a]"])
+
+
+def test_task_seeds_come_from_the_pool():
+    rng = np.random.default_rng(0)
+    anywhere = draw_task_seeds(rng, 6, [])
+    assert len(set(anywhere)) == 6 and all(0 <= s < 2**31 for s in anywhere)
+    pool = [11, 22, 33, 44]
+    distinct = draw_task_seeds(np.random.default_rng(1), 3, pool)
+    assert len(set(distinct)) == 3 and set(distinct) <= set(pool)
+    repeated = draw_task_seeds(np.random.default_rng(1), 9, pool)
+    assert len(repeated) == 9 and set(repeated) <= set(pool)
+    assert draw_task_seeds(np.random.default_rng(2), 1, [7]) == [7]

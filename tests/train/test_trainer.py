@@ -95,6 +95,20 @@ def test_resume_refuses_changed_config(tiny_policy_dir, tmp_path):
         Trainer(cfg, log=QUIET)
 
 
+def test_resume_accepts_a_run_saved_before_a_field_was_added(tiny_policy_dir, tmp_path):
+    run = tmp_path / "old"
+    cfg = load_config(None, tiny_overrides(tiny_policy_dir, run, iterations=1))
+    Trainer(cfg, log=QUIET).run()
+    saved = json.loads((run / "config.json").read_text())
+    del saved["env"]["train_tasks"]  # as written by a version without that field
+    (run / "config.json").write_text(json.dumps(saved))
+    more = load_config(None, tiny_overrides(tiny_policy_dir, run, iterations=2))
+    Trainer(more, resume=True, log=QUIET).run()
+    assert [
+        r["iteration"] for r in read_metrics(run / "metrics.jsonl") if r["kind"] == "train"
+    ] == [1, 2]
+
+
 def test_kill_minus_9_loses_at_most_the_current_iteration(tiny_policy_dir, tmp_path):
     run = tmp_path / "killed"
     args = tiny_overrides(tiny_policy_dir, run, iterations=6)
@@ -301,6 +315,23 @@ def test_dynamic_sampling_never_keeps_an_all_equal_group(tiny_policy_dir, tmp_pa
     # a kept group count below 6 is only allowed when every resampling round was used
     if len(by_group) < 6:
         assert stats["rollout/rounds"] == 1 + cfg.rollout.max_resample_rounds
+
+
+def test_training_tasks_come_from_the_configured_pool(tiny_policy_dir, tmp_path):
+    pool = [5, 17, 23]
+    cfg = load_config(
+        None,
+        tiny_overrides(
+            tiny_policy_dir,
+            tmp_path,
+            **{"env.train_tasks": str(pool), "rollout.tasks_per_batch": 2, "algo.preset": "grpo"},
+        ),
+    )
+    model, tok = load_model(cfg)
+    for it in (1, 2, 3):
+        batch, _ = collect_training_batch(HFBackend(model, tok), cfg, iteration=it)
+        seeds = {t.task_seed for t in batch.trajectories}
+        assert len(seeds) == 2 and seeds <= set(pool)
 
 
 # ---- non-finite guard -------------------------------------------------------------------------

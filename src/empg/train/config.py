@@ -55,10 +55,16 @@ class EnvConfig:
     """episode cap in agent turns (on top of the environment's own step limit)"""
     kwargs: dict[str, Any] = field(default_factory=dict)
     """extra constructor arguments for the environment"""
+    train_tasks: list[int] = field(default_factory=list)
+    """fixed pool of training task seeds to draw each iteration's tasks from (empty: any seed of
+    the train split; a pool smaller than a batch repeats tasks)"""
 
     def __post_init__(self) -> None:
         if self.max_turns < 1:
             raise ConfigError(f"env.max_turns must be >= 1, got {self.max_turns}")
+        bad = [s for s in self.train_tasks if s < 0]
+        if bad:
+            raise ConfigError(f"env.train_tasks must hold task seeds >= 0, got {bad}")
 
 
 @dataclass

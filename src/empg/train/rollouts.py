@@ -108,6 +108,14 @@ def groups_worth_training(trajectories: list, metric: str = "success") -> set[in
     return {int(g) for g, k in zip(gid.tolist(), ok.tolist(), strict=True) if k}
 
 
+def draw_task_seeds(rng: np.random.Generator, n: int, pool: list[int]) -> list[int]:
+    """``n`` task seeds: any seed when ``pool`` is empty, else drawn from ``pool`` (distinct while
+    the pool is large enough, then with repeats)."""
+    if not pool:
+        return rng.integers(0, 2**31 - 1, size=n).tolist()
+    return [int(s) for s in rng.choice(pool, size=n, replace=n > len(pool))]
+
+
 def collect_training_batch(backend, cfg: TrainConfig, iteration: int) -> tuple[RolloutBatch, dict]:
     """Grouped rollouts for one iteration, with DAPO dynamic sampling when enabled."""
     r = cfg.rollout
@@ -123,7 +131,7 @@ def collect_training_batch(backend, cfg: TrainConfig, iteration: int) -> tuple[R
         if need <= 0:
             break
         rng = np.random.default_rng(derived_seed(cfg.seed, iteration, rnd, 1))
-        seeds = rng.integers(0, 2**31 - 1, size=need).tolist()
+        seeds = draw_task_seeds(rng, need, cfg.env.train_tasks)
         gen = torch.Generator().manual_seed(derived_seed(cfg.seed, iteration, rnd, 2))
         batch = collect_rollouts(backend, seeds, rcfg, generator=gen)
         sampled_groups += need

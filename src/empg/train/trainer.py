@@ -38,6 +38,7 @@ from empg.train.checkpoint import (
 from empg.train.config import TrainConfig, config_to_dict
 from empg.train.metrics import MetricsLogger
 from empg.train.rollouts import collect_training_batch, derived_seed, evaluate
+from empg.train.schema import from_dict
 from empg.train.update import UpdateBatch, ppo_update, recompute_logprobs
 
 
@@ -153,7 +154,7 @@ class Trainer:
         saved = self.run_dir / "config.json"
         mine = config_to_dict(self.cfg)
         if self.resume_from is not None and saved.exists():
-            old = json.loads(saved.read_text())
+            old = _with_defaults(json.loads(saved.read_text()))
             diff = sorted(
                 k for k in set(old) | set(mine) if k != "iterations" and old.get(k) != mine.get(k)
             )
@@ -329,6 +330,16 @@ class Trainer:
         except ImportError:
             self.log("[empg] matplotlib not installed: no plots")
         return result
+
+
+def _with_defaults(saved: dict[str, Any]) -> dict[str, Any]:
+    """A saved config with the fields added since it was written filled in with their defaults
+    (the run behaved as those defaults do), so an older run can still be resumed; a config
+    the schema rejects is compared as it is."""
+    try:
+        return config_to_dict(from_dict(TrainConfig, saved))
+    except ConfigError:
+        return saved
 
 
 def _quiet_transformers() -> None:
