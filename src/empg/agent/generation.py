@@ -138,7 +138,8 @@ def sample_next(
 
     Sampling inverts each row's cumulative distribution at one uniform draw (float64 sums), so
     truncated weights need no renormalising; on CPU it is several times faster than
-    ``torch.multinomial`` (7.7x for a (64, 3072) batch, softmax included; docs/benchmarks.md)."""
+    ``torch.multinomial`` (7.7x and 9.1x in two runs on a (64, 3072) batch, softmax included;
+    docs/benchmarks.md)."""
     if cfg.temperature == 0:
         return logits.argmax(dim=-1)
     probs = torch.softmax(logits.float() / cfg.temperature, dim=-1)  # (B, V)

@@ -120,13 +120,7 @@ class Trainer:
         if cfg.algo.kl_coef > 0:
             self.ref_model = copy.deepcopy(self.model).eval().requires_grad_(False).to(self.device)
         if self.resume_from is not None:
-            from transformers import AutoModelForCausalLM
-
-            self.model = AutoModelForCausalLM.from_pretrained(
-                str(self.resume_from / "model"), dtype=torch.float32, attn_implementation="sdpa"
-            )
-            if cfg.model.fold_gqa:
-                use_gqa_attention(self.model)
+            self.model, _ = load_model(cfg, path=str(self.resume_from / "model"))
         self.model.to(self.device)
         self.pad_id = self.tokenizer.pad_token_id
         self.optimizer = torch.optim.AdamW(
