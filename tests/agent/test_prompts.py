@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
 from empg.agent import PromptConfig, Turn, build_messages, render_prompt
@@ -115,3 +117,77 @@ def test_memory_lines_only_once_steps_leave_the_window():
 def test_past_actions_validation(bad):
     with pytest.raises(ConfigError, match="past_actions"):
         PromptConfig(past_actions=bad)
+
+
+def _recall_cfg(**kw):
+    base = dict(history=0, compact=True, first_observation=True, past_actions=16)
+    return PromptConfig(**{**base, "recall_observation": True, **kw})
+
+
+def test_recall_observation_shows_what_a_no_op_hid():
+    hist = [
+        Turn("room", "go to countertop 1"),
+        Turn("On the countertop 1, you see a apple 1.", "take apple 2 from countertop 1"),
+        Turn("Nothing happens.", "take apple 3 from countertop 1"),
+    ]
+    text = build_messages("household", "t", "Nothing happens.", hist, None, _recall_cfg())
+    assert text[0]["content"] == "\n".join(
+        [
+            "Task: t",
+            "First observation: room",
+            "Earlier actions: go to countertop 1; take apple 2 from countertop 1; "
+            "take apple 3 from countertop 1",
+            # the newest observation that was not a no-op, skipping the older no-op
+            "Last informative observation: On the countertop 1, you see a apple 1.",
+            "Current observation: Nothing happens.",
+        ]
+    )
+
+
+def test_recall_observation_only_after_a_no_op_and_never_twice():
+    hist = [Turn("room", "go to shelf 1"), Turn("On the shelf 1, you see a cd 1.", "take cd 2")]
+    cfg, plain = _recall_cfg(), _recall_cfg(recall_observation=False)
+    # an informative current observation: the option changes nothing
+    now = "You arrive at desk 1."
+    assert build_messages("household", "t", now, hist, None, cfg) == build_messages(
+        "household", "t", now, hist, None, plain
+    )
+    # the hidden observation is already a recent step: not repeated
+    h1 = _recall_cfg(history=1)
+    assert build_messages("household", "t", "Nothing happens.", hist, None, h1) == (
+        build_messages(
+            "household", "t", "Nothing happens.", hist, None, replace(h1, recall_observation=False)
+        )
+    )
+    # the only informative observation is the first one, already on its own line
+    one = [Turn("room", "take cd 2")]
+    assert (
+        "Last informative"
+        not in build_messages("household", "t", "Nothing happens.", one, None, cfg)[0]["content"]
+    )
+    # ... but it is recalled when the first-observation line is off
+    no_first = _recall_cfg(first_observation=False)
+    text = build_messages("household", "t", "Nothing happens.", one, None, no_first)[0]["content"]
+    assert "Last informative observation: room" in text
+    # whitespace around a no-op reply does not hide it; other no-op texts can be named
+    assert (
+        "Last informative"
+        in build_messages("household", "t", " Nothing happens.\n", hist, None, cfg)[0]["content"]
+    )
+    custom = _recall_cfg(noop_observations=["You can't do that."])
+    text = build_messages("household", "t", "You can't do that.", hist, None, custom)[0]["content"]
+    assert "Last informative observation: On the shelf 1, you see a cd 1." in text
+    # nothing informative seen yet: no line
+    noops = [Turn("Nothing happens.", "x")]
+    assert (
+        "Last informative"
+        not in build_messages("household", "t", "Nothing happens.", noops, None, no_first)[0][
+            "content"
+        ]
+    )
+
+
+@pytest.mark.parametrize("bad", ["Nothing happens.", [1], None])
+def test_noop_observations_validation(bad):
+    with pytest.raises(ConfigError, match="noop_observations"):
+        PromptConfig(noop_observations=bad)

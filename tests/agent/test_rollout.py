@@ -223,3 +223,31 @@ def test_prefix_cache_rollouts_equal_full_prefill(backend, batch):
     for a, b in zip(batch.steps, plain.steps, strict=True):
         assert a.prompt_ids == b.prompt_ids
         torch.testing.assert_close(a.logprobs, b.logprobs, atol=1e-5, rtol=0)
+
+
+def test_noop_penalty_counts_valid_actions_that_changed_nothing(backend):
+    """Replaying each episode's actions in a fresh environment finds the same no-op replies."""
+    b = collect_rollouts(backend, [0, 5], config(noop_penalty=0.05, max_turns=4))
+    env = make("household", split="train")
+    total = 0
+    for t in b.trajectories:
+        env.reset(seed=t.task_seed)
+        noops = 0
+        for r in b.rows_of(t.traj_id):
+            res = env.step(r.action)
+            noop = r.valid and res.observation.strip() == "Nothing happens."
+            noops += noop
+            expected = r.env_reward - (0.0 if r.valid else 0.1) - (0.05 if noop else 0.0)
+            assert r.reward == pytest.approx(expected, abs=1e-12)
+        assert t.noop_steps == noops
+        assert t.outcome_reward == pytest.approx(
+            (1.0 if t.won else 0.0) - 0.1 * t.invalid_steps - 0.05 * noops
+        )
+        total += noops
+    assert 0 < total < sum(r.valid for r in b.steps)  # both kinds of valid action occurred
+    # without the penalty the count is still kept, and rewards are unchanged
+    plain = collect_rollouts(backend, [0, 5], config(max_turns=4))
+    assert [t.noop_steps for t in plain.trajectories] == [t.noop_steps for t in b.trajectories]
+    assert all(r.reward == r.env_reward - (0.0 if r.valid else 0.1) for r in plain.steps)
+    with pytest.raises(ConfigError, match="noop_penalty"):
+        config(noop_penalty=-0.1)

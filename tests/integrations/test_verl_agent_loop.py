@@ -371,3 +371,12 @@ def test_response_text_keeps_react_tags_registered_as_special_tokens():
     text = response_text(tok, ids)
     assert text == "<think>go</think><action>look</action>"
     assert empg.agent.parse_response(text).action == "look"
+
+
+def test_prompt_fields_reach_the_prompt_config():
+    cfg = env_loop_config(
+        {"empg_env": {"history": 0, "first_observation": True, "recall_observation": True}}
+    )
+    assert cfg.prompt.recall_observation and cfg.prompt.first_observation
+    assert cfg.prompt.history == 0
+    assert not env_loop_config({}).prompt.recall_observation

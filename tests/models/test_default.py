@@ -96,3 +96,36 @@ def test_a_first_use_build_reports_progress_and_a_cached_load_does_not(tmp_path)
     again: list[str] = []
     default_policy(tmp_path, **{**TINY, "sft": sft}, log=again.append)
     assert again == []
+
+
+def test_prompt_fields_added_later_keep_older_cache_folders_valid():
+    """A prompt field added after recipe v1 enters the cache key only when it differs from the
+    value that reproduces the v1 prompt, so an existing build keeps its folder name."""
+    import dataclasses
+
+    from empg.models.default import policy_dir, recipe
+
+    args = (TINY["tokenizer_config"], TINY["model_config"])
+    base = TINY["sft"]
+    spec = recipe("household", base, *args)
+    assert "recall_observation" not in spec["sft"]["prompt"]
+    assert "noop_observations" not in spec["sft"]["prompt"]
+    # the key is exactly the one computed from the prompt's v1 fields
+    v1 = json.loads(json.dumps(spec))
+    assert set(v1["sft"]["prompt"]) == {
+        "history",
+        "show_admissible",
+        "max_admissible",
+        "max_observation_chars",
+        "compact",
+        "first_observation",
+        "past_actions",
+    }
+    recall = dataclasses.replace(
+        base, prompt=dataclasses.replace(base.prompt, recall_observation=True)
+    )
+    spec2 = recipe("household", recall, *args)
+    assert spec2["sft"]["prompt"]["recall_observation"] is True
+    assert policy_dir(cache_root(), "household", spec2) != policy_dir(
+        cache_root(), "household", spec
+    )

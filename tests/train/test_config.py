@@ -37,10 +37,28 @@ def test_unknown_keys_are_rejected_naming_the_key():
 
 
 def test_rollout_prompt_fields_reach_the_prompt_config():
-    cfg = load_config(None, ["rollout.past_actions=3", "rollout.first_observation=false"])
-    assert prompt_config(cfg) == PromptConfig(
-        history=0, show_admissible=False, compact=True, first_observation=False, past_actions=3
+    cfg = load_config(
+        None,
+        [
+            "rollout.past_actions=3",
+            "rollout.first_observation=false",
+            "rollout.recall_observation=true",
+        ],
     )
+    assert prompt_config(cfg) == PromptConfig(
+        history=0,
+        show_admissible=False,
+        compact=True,
+        first_observation=False,
+        past_actions=3,
+        recall_observation=True,
+    )
+
+
+def test_rollout_noop_penalty_reaches_the_rollout_config():
+    assert rollout_config(load_config(), "train", temperature=1.0, group_size=2).noop_penalty == 0
+    cfg = load_config(None, ["rollout.noop_penalty=0.05"])
+    assert rollout_config(cfg, "train", temperature=1.0, group_size=2).noop_penalty == 0.05
 
 
 def test_rollout_prefix_cache_reaches_the_rollout_config():

@@ -53,7 +53,9 @@ def test_smoke_two_iterations(tiny_policy_dir, tmp_path):
     for r in train:
         assert math.isfinite(r["actor/pg_loss"]) and r["actor/updates"] >= 1
         assert r["numerics/max_logprob_diff"] < 1e-4  # rollout vs recomputed log-probs
+        assert 0.0 <= r["rollout/noop_rate"] <= 1.0
     assert "eval/success_rate" in evals[0]
+    assert any(k.endswith("/noop_rate") for k in evals[0])
     assert (tmp_path / "run" / "config.yaml").exists()
     assert (tmp_path / "run" / "plots" / "advantages.png").exists()
     assert latest_checkpoint(tmp_path / "run").name == "iter_000002"

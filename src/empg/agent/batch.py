@@ -93,6 +93,8 @@ class Trajectory:
     """the task was solved"""
     reason: str
     """how it ended: success | terminated | truncated | max_turns | error: <why>"""
+    noop_steps: int = 0
+    """valid actions the environment answered with a no-op reply (RolloutConfig.noop_penalty)"""
 
 
 @dataclass(frozen=True)

@@ -1,11 +1,13 @@
 """ReAct prompts: the task, the last k (observation, action) pairs, the current observation,
 optionally the admissible actions, and the answer format.
 
-Two optional memory lines help small models in partially observed environments, where the
+Three optional memory lines help small models in partially observed environments, where the
 last k steps alone do not say what the agent has already done: ``first_observation`` keeps the
-episode's first observation (household's room overview lists every receptacle), and
-``past_actions`` lists the agent's own earlier actions (older than the last k steps). Both are
-built only from what the agent itself saw and did.
+episode's first observation (household's room overview lists every receptacle),
+``past_actions`` lists the agent's own earlier actions (older than the last k steps), and
+``recall_observation`` repeats the latest observation that said something whenever the current
+one is a no-op reply such as household's "Nothing happens." (which would otherwise hide what is
+at the agent's location). All are built only from what the agent itself saw and did.
 
 ``build_messages`` returns chat messages; ``render_prompt`` turns them into text with the
 tokenizer's chat template when it has one, or a plain template otherwise.
@@ -57,6 +59,12 @@ class PromptConfig:
     recent steps"""
     past_actions: int = 0
     """list up to this many of the agent's own actions older than the recent steps (0: none)"""
+    recall_observation: bool = False
+    """when the current observation is one of ``noop_observations``, also show the latest
+    earlier observation that is not (unless the recent steps or the first-observation line
+    already show it)"""
+    noop_observations: tuple[str, ...] = ("Nothing happens.",)
+    """observations that say nothing new (compared after stripping whitespace)"""
 
     def __post_init__(self) -> None:
         if not isinstance(self.history, int) or self.history < 0:
@@ -65,6 +73,12 @@ class PromptConfig:
             raise ConfigError(f"past_actions must be an int >= 0, got {self.past_actions!r}")
         if self.max_admissible < 1 or self.max_observation_chars < 1:
             raise ConfigError("max_admissible and max_observation_chars must be >= 1")
+        noop = self.noop_observations
+        if not isinstance(noop, (list, tuple)) or not all(isinstance(o, str) for o in noop):
+            raise ConfigError(f"noop_observations must be a list of strings, got {noop!r}")
+        object.__setattr__(
+            self, "noop_observations", tuple(o.strip() for o in self.noop_observations)
+        )
 
 
 @dataclass(frozen=True)
@@ -77,6 +91,18 @@ class Turn:
 
 def _cut(text: str, limit: int) -> str:
     return text if len(text) <= limit else text[:limit] + " ..."
+
+
+def _recalled(turns: list[Turn], observation: str, n_older: int, cfg: PromptConfig) -> str | None:
+    """The observation ``recall_observation`` adds to the prompt, or None."""
+    noop = cfg.noop_observations
+    if not cfg.recall_observation or observation.strip() not in noop:
+        return None
+    for i in range(len(turns) - 1, -1, -1):
+        if turns[i].observation.strip() not in noop:
+            shown = i >= n_older or (i == 0 and cfg.first_observation)
+            return None if shown else turns[i].observation
+    return None
 
 
 def build_messages(
@@ -104,6 +130,9 @@ def build_messages(
         for t in past:
             lines.append(f"Observation: {_cut(t.observation, cfg.max_observation_chars)}")
             lines.append(f"Action: {t.action}")
+    recalled = _recalled(turns, observation, len(older), cfg)
+    if recalled is not None:
+        lines.append(f"Last informative observation: {_cut(recalled, cfg.max_observation_chars)}")
     lines.append(f"Current observation: {_cut(observation, cfg.max_observation_chars)}")
     if cfg.show_admissible and admissible:
         shown = list(admissible)[: cfg.max_admissible]

@@ -24,7 +24,9 @@ Outcome reward (``RolloutConfig.outcome``), the number group advantages are comp
 * ``"reward_sum"``: the sum of the environment's rewards over the episode;
 
 minus ``invalid_penalty`` for every invalid step in both cases (so the penalty reaches the
-outcome-based advantages; with ``invalid_penalty=0`` the outcome is exactly success / reward sum).
+outcome-based advantages; with ``invalid_penalty=0`` the outcome is exactly success / reward sum),
+and minus ``noop_penalty`` (default 0) for every valid action the environment answered with a
+no-op reply (``prompt.noop_observations``, e.g. household's "Nothing happens.").
 """
 
 from __future__ import annotations
@@ -65,6 +67,9 @@ class RolloutConfig:
     """sampling settings of every turn"""
     invalid_penalty: float = 0.1
     """subtracted from the reward of a step whose response is invalid (0: no penalty)"""
+    noop_penalty: float = 0.0
+    """subtracted from the reward of a step whose valid action the environment answers with one
+    of ``prompt.noop_observations`` (an action that changed nothing; 0: no penalty)"""
     require_think: bool = True
     """a valid response needs a <think> block before the action"""
     outcome: str = "success"
@@ -90,10 +95,10 @@ class RolloutConfig:
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
                 raise ConfigError(f"{name} must be an int >= 1, got {v!r}")
-        if not isinstance(self.invalid_penalty, (int, float)) or not self.invalid_penalty >= 0:
-            raise ConfigError(
-                f"invalid_penalty must be a number >= 0, got {self.invalid_penalty!r}"
-            )
+        for name in ("invalid_penalty", "noop_penalty"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not v >= 0:
+                raise ConfigError(f"{name} must be a number >= 0, got {v!r}")
         if self.outcome not in OUTCOMES:
             raise ConfigError(f"outcome must be one of {OUTCOMES}, got {self.outcome!r}")
         if not isinstance(self.prompt, PromptConfig):
@@ -120,6 +125,7 @@ class _Episode:
     done: bool = False
     won: bool = False
     reason: str = ""
+    noops: int = 0
 
 
 def env_turn_ids(backend: GenerationBackend, observation: str) -> list[int]:
@@ -243,6 +249,9 @@ def _run(
             error = res.info.get("error")
             capped = turn + 1 == cfg.max_turns and not (res.terminated or res.truncated)
             penalty = 0.0 if p.valid else float(cfg.invalid_penalty)
+            if p.valid and res.observation.strip() in cfg.prompt.noop_observations:
+                e.noops += 1
+                penalty += float(cfg.noop_penalty)
             e.rows.append(
                 StepRow(
                     traj_id=e.traj_id,
@@ -299,10 +308,11 @@ def _summary(e: _Episode, cfg: RolloutConfig) -> Trajectory:
         task_seed=e.seed,
         initial_observation=e.initial_observation,
         task=e.task,
-        outcome_reward=base - cfg.invalid_penalty * invalid,
+        outcome_reward=base - cfg.invalid_penalty * invalid - cfg.noop_penalty * e.noops,
         env_reward_sum=env_sum,
         length=len(e.rows),
         invalid_steps=invalid,
+        noop_steps=e.noops,
         won=e.won,
         reason=e.reason,
     )

@@ -42,14 +42,25 @@ def cache_root(cache_dir: str | os.PathLike[str] | None = None) -> Path:
     return Path(env).expanduser() if env else Path.home() / ".cache" / "empg"
 
 
+#: prompt fields added after recipe v1 with the value that reproduces the v1 prompt: they enter
+#: the recipe only when set otherwise, so folders built before they existed stay valid
+_LATER_PROMPT_FIELDS = {"recall_observation": False, "noop_observations": ("Nothing happens.",)}
+
+
 def recipe(env: str, sft: SFTConfig, tok: TokenizerConfig, arch: TinyModelConfig) -> dict:
     """JSON-ready description of a build (what the cache key is made of)."""
+    sft_dict = asdict(sft)
+    sft_dict["prompt"] = {
+        k: v
+        for k, v in sft_dict["prompt"].items()
+        if k not in _LATER_PROMPT_FIELDS or v != _LATER_PROMPT_FIELDS[k]
+    }
     return {
         "version": RECIPE_VERSION,
         "env": env,
         "tokenizer": asdict(tok),
         "model": asdict(arch),
-        "sft": asdict(sft),
+        "sft": sft_dict,
     }
 
 

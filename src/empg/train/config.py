@@ -92,8 +92,14 @@ class RolloutSettings:
     """keep the episode's first observation (household: the room overview) in the prompt"""
     past_actions: int = 16
     """list up to this many of the agent's earlier actions (older than `history`) in the prompt"""
+    recall_observation: bool = False
+    """after a no-op reply ("Nothing happens."), also show the latest observation that said
+    something (empg.agent.PromptConfig.recall_observation)"""
     invalid_penalty: float = 0.1
     """reward penalty for a step whose response has no valid action"""
+    noop_penalty: float = 0.0
+    """reward penalty for a valid action the environment answers with a no-op reply such as
+    "Nothing happens." (reward shaping; 0 keeps the pure outcome reward)"""
     max_resample_rounds: int = 2
     """dynamic sampling: at most this many extra rounds of groups to fill the batch"""
     prefix_cache: bool = True

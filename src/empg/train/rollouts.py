@@ -34,6 +34,7 @@ def prompt_config(cfg: TrainConfig) -> PromptConfig:
         compact=r.compact_prompt,
         first_observation=r.first_observation,
         past_actions=r.past_actions,
+        recall_observation=r.recall_observation,
     )
 
 
@@ -51,6 +52,7 @@ def rollout_config(
             max_new_tokens=r.max_new_tokens, temperature=temperature, top_p=r.top_p
         ),
         invalid_penalty=r.invalid_penalty,
+        noop_penalty=r.noop_penalty,
         prefix_cache=r.prefix_cache,
     )
 
@@ -149,6 +151,8 @@ def collect_training_batch(backend, cfg: TrainConfig, iteration: int) -> tuple[R
         "rollout/steps_mean": float(np.mean([t.length for t in all_trajs])),
         "rollout/invalid_rate": sum(t.invalid_steps for t in all_trajs)
         / max(1, sum(t.length for t in all_trajs)),
+        "rollout/noop_rate": sum(t.noop_steps for t in all_trajs)
+        / max(1, sum(t.length for t in all_trajs)),
         "rollout/groups_sampled": sampled_groups,
         "rollout/groups_kept": len({t.group_id for t in merged.trajectories}),
         "rollout/rounds": len(batches),
@@ -177,6 +181,9 @@ def evaluate(backend, cfg: TrainConfig, iteration: int) -> dict[str, Any]:
         out[f"{p}/reward_mean"] = float(np.mean([t.env_reward_sum for t in trajs]))
         out[f"{p}/steps_mean"] = float(np.mean([t.length for t in trajs]))
         out[f"{p}/invalid_rate"] = sum(t.invalid_steps for t in trajs) / max(
+            1, sum(t.length for t in trajs)
+        )
+        out[f"{p}/noop_rate"] = sum(t.noop_steps for t in trajs) / max(
             1, sum(t.length for t in trajs)
         )
         for tt, wins in sorted(by_type.items()):

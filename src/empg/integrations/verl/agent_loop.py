@@ -93,6 +93,8 @@ class EnvLoopConfig:
     """``step`` layout: keep the episode's first observation in the prompt"""
     past_actions: int = 0
     """``step`` layout: list up to this many older actions"""
+    recall_observation: bool = False
+    """``step`` layout: after a no-op reply, show the latest informative observation"""
     invalid_action_penalty: float = 0.1
     """subtracted from the outcome for every invalid response"""
     require_think: bool = True
@@ -120,6 +122,7 @@ class EnvLoopConfig:
             compact=self.compact,
             first_observation=self.first_observation,
             past_actions=self.past_actions,
+            recall_observation=self.recall_observation,
         )
 
 
