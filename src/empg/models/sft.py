@@ -6,7 +6,8 @@
     stats = train_sft(model, tokenizer, SFTConfig(steps=150))   # in place; returns the losses
 
 Each expert step becomes one example: ``prompt = render_prompt(build_messages(...))`` with the
-compact prompt (no system message, no admissible actions, the last 2 steps), and ``target =
+compact prompt of :func:`default_prompt_config` (no system message, no admissible actions, the
+room overview and the agent's earlier actions), and ``target =
 format_response(expert_thought, expert_action) + eos``. The loss is the mean cross-entropy over
 target tokens only. The budget (``steps``, ``episodes``, ``random_action_prob``) is deliberately
 small: RL needs a policy that succeeds sometimes but far from always (docs/models.md has the
