@@ -76,9 +76,7 @@ class PromptConfig:
         noop = self.noop_observations
         if not isinstance(noop, (list, tuple)) or not all(isinstance(o, str) for o in noop):
             raise ConfigError(f"noop_observations must be a list of strings, got {noop!r}")
-        object.__setattr__(
-            self, "noop_observations", tuple(o.strip() for o in self.noop_observations)
-        )
+        object.__setattr__(self, "noop_observations", tuple(o.strip() for o in noop))
 
 
 @dataclass(frozen=True)

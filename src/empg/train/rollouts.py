@@ -118,6 +118,13 @@ def draw_task_seeds(rng: np.random.Generator, n: int, pool: list[int]) -> list[i
     return [int(s) for s in rng.choice(pool, size=n, replace=n > len(pool))]
 
 
+def _step_share(trajectories: list, count: str) -> float:
+    """Share of all steps counted by the trajectories' ``count`` field (0 without steps)."""
+    return sum(getattr(t, count) for t in trajectories) / max(
+        1, sum(t.length for t in trajectories)
+    )
+
+
 def collect_training_batch(backend, cfg: TrainConfig, iteration: int) -> tuple[RolloutBatch, dict]:
     """Grouped rollouts for one iteration, with DAPO dynamic sampling when enabled."""
     r = cfg.rollout
@@ -149,10 +156,8 @@ def collect_training_batch(backend, cfg: TrainConfig, iteration: int) -> tuple[R
         "rollout/success_rate": float(np.mean([t.won for t in all_trajs])),
         "rollout/reward_mean": float(np.mean([t.outcome_reward for t in all_trajs])),
         "rollout/steps_mean": float(np.mean([t.length for t in all_trajs])),
-        "rollout/invalid_rate": sum(t.invalid_steps for t in all_trajs)
-        / max(1, sum(t.length for t in all_trajs)),
-        "rollout/noop_rate": sum(t.noop_steps for t in all_trajs)
-        / max(1, sum(t.length for t in all_trajs)),
+        "rollout/invalid_rate": _step_share(all_trajs, "invalid_steps"),
+        "rollout/noop_rate": _step_share(all_trajs, "noop_steps"),
         "rollout/groups_sampled": sampled_groups,
         "rollout/groups_kept": len({t.group_id for t in merged.trajectories}),
         "rollout/rounds": len(batches),
@@ -180,12 +185,8 @@ def evaluate(backend, cfg: TrainConfig, iteration: int) -> dict[str, Any]:
         out[f"{p}/success_rate"] = float(np.mean([t.won for t in trajs]))
         out[f"{p}/reward_mean"] = float(np.mean([t.env_reward_sum for t in trajs]))
         out[f"{p}/steps_mean"] = float(np.mean([t.length for t in trajs]))
-        out[f"{p}/invalid_rate"] = sum(t.invalid_steps for t in trajs) / max(
-            1, sum(t.length for t in trajs)
-        )
-        out[f"{p}/noop_rate"] = sum(t.noop_steps for t in trajs) / max(
-            1, sum(t.length for t in trajs)
-        )
+        out[f"{p}/invalid_rate"] = _step_share(trajs, "invalid_steps")
+        out[f"{p}/noop_rate"] = _step_share(trajs, "noop_steps")
         for tt, wins in sorted(by_type.items()):
             out[f"{p}/success/{tt}"] = float(np.mean(wins))
     rates = [out[f"eval/{s}/success_rate"] for s in cfg.eval.splits]
