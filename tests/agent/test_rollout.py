@@ -251,3 +251,41 @@ def test_noop_penalty_counts_valid_actions_that_changed_nothing(backend):
     assert all(r.reward == r.env_reward - (0.0 if r.valid else 0.1) for r in plain.steps)
     with pytest.raises(ConfigError, match="noop_penalty"):
         config(noop_penalty=-0.1)
+
+
+def test_constrained_rollouts_only_send_admissible_actions(backend):
+    """Replaying each episode: every valid action was admissible in the state it was sent in."""
+    free = collect_rollouts(backend, [0, 5], config(max_turns=4))
+    b = collect_rollouts(backend, [0, 5], config(max_turns=4, constrain_actions=True))
+    env = make("household", split="train")
+    sent = 0
+    for t in b.trajectories:
+        _obs, info = env.reset(seed=t.task_seed)
+        for r in b.rows_of(t.traj_id):
+            if r.valid:
+                assert r.action in info["admissible_actions"]
+                sent += 1
+            res = env.step(r.action)
+            info = res.info
+    assert sent > 0
+    assert sum(t.noop_steps for t in b.trajectories) == 0
+    assert sum(t.noop_steps for t in free.trajectories) > 0  # unconstrained, some were not
+
+
+def test_constrained_rollouts_need_a_backend_that_supports_them(backend):
+    class Plain:
+        def __init__(self, inner):
+            self.tokenizer, self._inner = inner.tokenizer, inner
+            self.pad_token_id = inner.pad_token_id
+
+        def encode(self, text):
+            return self._inner.encode(text)
+
+        def decode(self, ids):
+            return self._inner.decode(ids)
+
+        def generate(self, prompts, cfg, *, generator=None):
+            return self._inner.generate(prompts, cfg, generator=generator)
+
+    with pytest.raises(ConfigError, match="constrain_actions"):
+        collect_rollouts(Plain(backend), [0], config(constrain_actions=True))

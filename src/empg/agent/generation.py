@@ -39,6 +39,7 @@ from typing import Any, Protocol, runtime_checkable
 
 import torch
 
+from empg.agent.constrain import ActionConstraint, ConstraintState
 from empg.algos.entropy import token_logprobs_and_entropy
 from empg.errors import ConfigError, InputError
 
@@ -166,6 +167,38 @@ def _inverse_cdf(weights: torch.Tensor, generator: torch.Generator | None) -> to
     return torch.minimum(idx, last)
 
 
+def _mask_actions(
+    logits: torch.Tensor,
+    rows: list[int],
+    states: list[ConstraintState | None],
+    constraint: ActionConstraint,
+) -> torch.Tensor:
+    """``logits`` with every token outside its row's allowed set at -inf (rows without a
+    constraint at this step unchanged; the input itself when no row is masked)."""
+    masked_rows: list[int] = []
+    cols: list[int] = []
+    counts: list[int] = []
+    for r, i in enumerate(rows):
+        st = states[i]
+        ids = None if st is None else st.allowed(constraint)
+        if ids is not None:
+            masked_rows.append(r)
+            cols.extend(ids)
+            counts.append(len(ids))
+    if not masked_rows:
+        return logits
+    dev = logits.device
+    sel = torch.tensor(masked_rows, dtype=torch.long, device=dev)
+    keep = torch.zeros((len(masked_rows), logits.shape[-1]), dtype=torch.bool, device=dev)
+    at = torch.repeat_interleave(
+        torch.arange(len(masked_rows), device=dev), torch.tensor(counts, device=dev)
+    )
+    keep[at, torch.tensor(cols, dtype=torch.long, device=dev)] = True
+    out = logits.clone()
+    out[sel] = out[sel].masked_fill(~keep, float("-inf"))
+    return out
+
+
 def _eos_ids(model: Any, tokenizer: Any) -> set[int]:
     ids: set[int] = set()
     for src in (
@@ -240,6 +273,8 @@ class HFBackend:
 
     #: ``generate`` takes ``prefix_cache=`` and ``keys=`` (rollouts use them when present)
     supports_prefix_cache = True
+    #: ``generate`` takes ``actions=`` (action-constrained decoding, :mod:`empg.agent.constrain`)
+    supports_action_constraint = True
 
     def __init__(self, model: Any, tokenizer: Any, *, stop_window: int = 4) -> None:
         if not callable(model):
@@ -259,6 +294,7 @@ class HFBackend:
         self.stop_window = int(stop_window)
         #: prefix reuse needs plain (non-sliding) dynamic KV-cache layers; checked on first use
         self._prefix_supported = True
+        self._constraint: ActionConstraint | None = None
 
     @property
     def pad_token_id(self) -> int:
@@ -281,6 +317,15 @@ class HFBackend:
         except (AttributeError, StopIteration):
             return torch.device("cpu")
 
+    def _action_constraint(self, vocab_size: int) -> ActionConstraint:
+        """The token-text table of this tokenizer (built once, on first constrained call)."""
+        if self._constraint is None or self._constraint.vocab_size != vocab_size:
+            skip = self.eos_ids | {self._pad}
+            self._constraint = ActionConstraint.from_tokenizer(
+                self.tokenizer, vocab_size, skip_ids=sorted(skip)
+            )
+        return self._constraint
+
     def _hit_stop(self, ids: list[int], stops: tuple[str, ...]) -> bool:
         window = max(len(s) for s in stops) + self.stop_window
         tail = self.decode(ids[-window:])
@@ -294,6 +339,7 @@ class HFBackend:
         generator: torch.Generator | None = None,
         prefix_cache: PrefixCache | None = None,
         keys: Sequence[Hashable] | None = None,
+        actions: Sequence[Sequence[str] | None] | None = None,
     ) -> list[Generation]:
         """Sample one response per prompt.
 
@@ -305,6 +351,9 @@ class HFBackend:
             prefix_cache: reuse the KV cache of each key's previous prompt and store this
                 one's (None: every prompt runs in full, nothing is kept).
             keys: ``B`` distinct keys (e.g. episode ids), required with ``prefix_cache``.
+            actions: per prompt, the actions its ``<action>`` block may spell (None for a
+                prompt, or for all: unconstrained); see :mod:`empg.agent.constrain`. The
+                recorded log-probs and entropies are the model's, before the mask.
 
         Returns:
             ``B`` :class:`Generation` objects, in prompt order.
@@ -321,6 +370,16 @@ class HFBackend:
                 raise InputError("prefix_cache needs one key per prompt (keys=)")
             if len(set(keys)) != len(keys):
                 raise InputError("keys must be distinct within one call")
+        states = None
+        if actions is not None:
+            if len(actions) != len(prompts):
+                raise InputError(f"actions has {len(actions)} entries for {len(prompts)} prompts")
+            for a in actions:
+                if a is not None and (isinstance(a, str) or not all(isinstance(x, str) for x in a)):
+                    raise InputError("each entry of actions must be a list of strings or None")
+            states = [None if a is None else ConstraintState(a) for a in actions]
+            if all(s is None for s in states):
+                states = None
         device = self._device()
         if generator is None:
             generator = torch.Generator(device=device)
@@ -329,7 +388,7 @@ class HFBackend:
             else:
                 generator.manual_seed(cfg.seed)
         with torch.inference_mode():
-            return self._generate(prompts, cfg, generator, device, prefix_cache, keys)
+            return self._generate(prompts, cfg, generator, device, prefix_cache, keys, states)
 
     def _prefill(self, prompts, reuse, device, prefix_cache, keys):
         """Run the prompts (after the first ``reuse[i]`` tokens, taken from ``prefix_cache``).
@@ -403,6 +462,7 @@ class HFBackend:
         device: torch.device,
         prefix_cache: PrefixCache | None = None,
         keys: Sequence[Hashable] | None = None,
+        states: list[ConstraintState | None] | None = None,
     ) -> list[Generation]:
         b = len(prompts)
         reuse = [0] * b
@@ -421,12 +481,16 @@ class HFBackend:
         lps: list[list[float]] = [[] for _ in range(b)]
         ents: list[list[float]] = [[] for _ in range(b)]
         reasons = ["length"] * b
+        constraint = None if states is None else self._action_constraint(logits.shape[-1])
         for step in range(cfg.max_new_tokens):
-            nxt = sample_next(logits, cfg, generator)  # (b_live,)
+            masked = logits if states is None else _mask_actions(logits, rows, states, constraint)
+            nxt = sample_next(masked, cfg, generator)  # (b_live,)
             lp, ent = token_logprobs_and_entropy(logits, nxt, temperature=temp)
             nxt_l, lp_l, ent_l = nxt.tolist(), lp.tolist(), ent.tolist()  # float32 -> exact
             keep: list[int] = []
             for r, i in enumerate(rows):
+                if states is not None and states[i] is not None:
+                    states[i].advance(constraint, constraint.token_texts[nxt_l[r]])
                 toks[i].append(nxt_l[r])
                 lps[i].append(lp_l[r])
                 ents[i].append(ent_l[r])

@@ -85,6 +85,9 @@ class RolloutConfig:
     prefix_cache: bool = True
     """reuse each episode's previous prompt's KV cache for the common token prefix of its next
     prompt, on backends that support it (HFBackend); the same tokens, fewer to run"""
+    constrain_actions: bool = False
+    """sample the text inside <action> </action> only among the environment's admissible actions
+    (where it lists them; :mod:`empg.agent.constrain`); needs a backend that supports it"""
 
     def __post_init__(self) -> None:
         if not isinstance(self.env_name, str) or not self.env_name:
@@ -221,6 +224,11 @@ def _run(
         if "error" in res.info:
             e.done, e.reason = True, f"error: {res.info['error']}"
     cache = PrefixCache() if cfg.prefix_cache and _supports_prefix(backend) else None
+    if cfg.constrain_actions and not getattr(backend, "supports_action_constraint", False):
+        raise ConfigError(
+            f"constrain_actions needs a backend that supports it (HFBackend); "
+            f"{type(backend).__name__} does not"
+        )
     for turn in range(cfg.max_turns):
         live = [e for e in episodes if not e.done]
         if not live:
@@ -231,13 +239,12 @@ def _run(
                 cfg.env_name, e.task, e.observation, e.history, e.admissible, cfg.prompt
             )
             prompts.append(backend.encode(render_prompt(msgs, backend.tokenizer)))
-        if cache is None:
-            gens = backend.generate(prompts, cfg.generation, generator=generator)
-        else:
-            keys = [e.traj_id for e in live]
-            gens = backend.generate(
-                prompts, cfg.generation, generator=generator, prefix_cache=cache, keys=keys
-            )
+        extra: dict[str, Any] = {}
+        if cache is not None:
+            extra.update(prefix_cache=cache, keys=[e.traj_id for e in live])
+        if cfg.constrain_actions:
+            extra["actions"] = [e.admissible for e in live]
+        gens = backend.generate(prompts, cfg.generation, generator=generator, **extra)
         parsed = [parse_response(g.text, require_think=cfg.require_think) for g in gens]
         actions: list[str | None] = [None] * len(episodes)
         for e, p in zip(live, parsed, strict=True):

@@ -100,6 +100,9 @@ class RolloutSettings:
     noop_penalty: float = 0.0
     """reward penalty for a valid action the environment answers with a no-op reply such as
     "Nothing happens." (reward shaping; 0 keeps the pure outcome reward)"""
+    constrain_actions: bool = False
+    """sample the action only among the environment's admissible actions (household lists them;
+    log-probs stay the model's own, as with top-p; training and evaluation alike)"""
     max_resample_rounds: int = 2
     """dynamic sampling: at most this many extra rounds of groups to fill the batch"""
     prefix_cache: bool = True

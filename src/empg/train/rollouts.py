@@ -54,6 +54,7 @@ def rollout_config(
         invalid_penalty=r.invalid_penalty,
         noop_penalty=r.noop_penalty,
         prefix_cache=r.prefix_cache,
+        constrain_actions=r.constrain_actions,
     )
 
 

@@ -1,0 +1,155 @@
+"""Action-constrained decoding: the tokens inside ``<action> ... </action>`` may only spell one of
+the environment's admissible actions.
+
+::
+
+    c = ActionConstraint.from_tokenizer(tokenizer)
+    c.allowed("take ap", ["take apple 1 from countertop 1", "go to fridge 1"])  # token ids
+
+While a response is being sampled, everything up to the opening tag is free. Once the decoded
+continuation contains ``open_tag``, the text after it is the action written so far, and the next
+token must keep ``written + token`` a prefix of ``action + close_tag`` for some allowed action;
+every other token's logit is masked before sampling. The response then ends on the close tag
+(the backend's stop string). Where no token continues any allowed action (an action with
+characters no single token spells, or a prefix that already left every action because the
+opening tag's own token carried text after it), the step is left unconstrained rather than
+forced onto a wrong token.
+
+A token's text is its own decoding, ``tokenizer.decode([id])``. Tokenizers whose tokens decode
+differently alone than in context (byte pieces of a multi-byte character) can only spell the
+actions their single-token texts cover; ASCII commands, the text environments' kind, are spelled
+exactly.
+
+What the backend records is unchanged: log-probs and entropies of the model's own distribution,
+before the mask, exactly as for top-p truncation, so a later training-time forward pass
+reproduces them. The constraint acts like a sampling filter: it changes which tokens are drawn,
+not the policy that is trained.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from empg.errors import InputError
+
+
+class ActionConstraint:
+    """Which tokens may come next inside an action block (see the module docstring).
+
+    Args:
+        token_texts: the text of every token id (index = id); empty texts are never allowed
+            (EOS, padding and ids the tokenizer lacks).
+        open_tag / close_tag: the action block's tags.
+    """
+
+    def __init__(
+        self,
+        token_texts: Sequence[str],
+        *,
+        open_tag: str = "<action>",
+        close_tag: str = "</action>",
+    ) -> None:
+        if not open_tag or not close_tag:
+            raise InputError("open_tag and close_tag must be non-empty strings")
+        self.open_tag = open_tag
+        self.close_tag = close_tag
+        self.token_texts = list(token_texts)
+        self._by_text: dict[str, list[int]] = {}
+        for tid, text in enumerate(self.token_texts):
+            if text:
+                self._by_text.setdefault(text, []).append(tid)
+        self._longest = max((len(t) for t in self._by_text), default=0)
+        self._memo: dict[str, tuple[int, ...]] = {}
+
+    #: remembered action suffixes (cleared when full; bounds memory)
+    memo_size = 65536
+
+    @classmethod
+    def from_tokenizer(
+        cls,
+        tokenizer: Any,
+        vocab_size: int | None = None,
+        *,
+        skip_ids: Sequence[int] = (),
+        open_tag: str = "<action>",
+        close_tag: str = "</action>",
+    ) -> ActionConstraint:
+        """Token texts from ``tokenizer.decode([id])`` for ids ``0 .. vocab_size - 1`` (default
+        ``len(tokenizer)``; a model's padded vocabulary may be larger: extra ids get no text);
+        ``skip_ids`` (EOS, padding) get none either."""
+        n = len(tokenizer) if vocab_size is None else int(vocab_size)
+        known = len(tokenizer)
+        skip = set(int(i) for i in skip_ids)
+        texts = []
+        for tid in range(n):
+            if tid >= known or tid in skip:
+                texts.append("")
+                continue
+            texts.append(tokenizer.decode([tid], skip_special_tokens=False))
+        return cls(texts, open_tag=open_tag, close_tag=close_tag)
+
+    @property
+    def vocab_size(self) -> int:
+        return len(self.token_texts)
+
+    def action_prefix(self, text: str) -> str | None:
+        """The action written so far in a response ``text`` (the text after the last opening
+        tag), or None while no opening tag has been written."""
+        at = text.rfind(self.open_tag)
+        return None if at < 0 else text[at + len(self.open_tag) :]
+
+    def allowed(self, written: str, actions: Sequence[str]) -> list[int]:
+        """Sorted ids of the tokens that keep ``written + token`` a prefix of some
+        ``action + close_tag``; empty when none does."""
+        ids: set[int] = set()
+        for action in dict.fromkeys(actions):
+            target = action + self.close_tag
+            if target.startswith(written):
+                ids.update(self._starting(target[len(written) :]))
+        return sorted(ids)
+
+    def _starting(self, rest: str) -> tuple[int, ...]:
+        """Ids of the tokens whose text is a non-empty prefix of ``rest`` (memoised: the same
+        action suffixes come back in every row and turn)."""
+        hit = self._memo.get(rest)
+        if hit is None:
+            found: list[int] = []
+            for n in range(1, min(len(rest), self._longest) + 1):
+                found.extend(self._by_text.get(rest[:n], ()))
+            hit = tuple(found)
+            if len(self._memo) >= self.memo_size:
+                self._memo.clear()
+            self._memo[rest] = hit
+        return hit
+
+
+class ConstraintState:
+    """One response's progress through its action block while it is sampled."""
+
+    __slots__ = ("actions", "tail", "written")
+
+    def __init__(self, actions: Sequence[str]) -> None:
+        self.actions = list(actions)
+        self.tail = ""  # text since the response started, until the opening tag appears
+        self.written: str | None = None  # action text after the opening tag
+
+    def advance(self, constraint: ActionConstraint, token_text: str) -> None:
+        """Account for one more sampled token."""
+        if self.written is not None:
+            self.written += token_text
+            return
+        self.tail += token_text
+        prefix = constraint.action_prefix(self.tail)
+        if prefix is not None:
+            self.written = prefix
+        else:  # keep only what could still be the start of the tag
+            keep = len(constraint.open_tag) - 1
+            self.tail = self.tail[max(0, len(self.tail) - keep) :] if keep else ""
+
+    def allowed(self, constraint: ActionConstraint) -> list[int] | None:
+        """Allowed next ids, or None when this step is free (outside the block, or nothing fits)."""
+        if self.written is None or not self.actions:
+            return None
+        ids = constraint.allowed(self.written, self.actions)
+        return ids or None

@@ -1,0 +1,152 @@
+"""Action-constrained decoding: the allowed-token sets, and HFBackend / rollouts using them."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from test_generation import full_forward
+
+from empg.agent import build_messages, parse_response, render_prompt
+from empg.agent.constrain import ActionConstraint, ConstraintState
+from empg.agent.generation import GenerationConfig, HFBackend
+from empg.errors import InputError
+
+#: a hand-made vocabulary: id -> text
+TEXTS = [
+    "",
+    "go",
+    " to",
+    " ",
+    "c",
+    "ab",
+    "cabinet",
+    "1",
+    "</action>",
+    "fridge",
+    "g",
+    "<act",
+    "ion>",
+]
+C = ActionConstraint(TEXTS)
+ACTIONS = ["go to cabinet 1", "open fridge 1"]
+
+
+def ids(*texts):
+    return sorted(TEXTS.index(t) for t in texts)
+
+
+def test_allowed_sets_by_hand():
+    assert C.allowed("", ACTIONS) == ids("go", "g")  # nothing spells "o" of "open"
+    assert C.allowed("g", ACTIONS) == []  # no token is "o" alone
+    assert C.allowed("go", ACTIONS) == ids(" to", " ")
+    assert C.allowed("go to ", ACTIONS) == ids("c", "cabinet")
+    assert C.allowed("go to c", ACTIONS) == ids("ab")
+    assert C.allowed("go to cabinet 1", ACTIONS) == ids("</action>")
+    assert C.allowed("go to cabinet 1</action>", ACTIONS) == []
+    assert C.allowed("take", ACTIONS) == []
+    assert C.allowed("", []) == []
+
+
+def test_empty_texts_are_never_allowed():
+    c = ActionConstraint(["", "a", "", "a"])
+    assert c.allowed("", ["a"]) == [1, 3]
+
+
+def test_state_finds_the_opening_tag_across_tokens():
+    st = ConstraintState(ACTIONS)
+    for t in ["go", "<act"]:
+        st.advance(C, t)
+        assert st.allowed(C) is None  # outside the block: free
+    st.advance(C, "ion>")
+    assert st.written == ""
+    assert st.allowed(C) == ids("go", "g")
+    for t in ["go", " to", " "]:
+        st.advance(C, t)
+    assert st.allowed(C) == ids("c", "cabinet")
+    st.advance(C, "x")  # left every action (only possible unconstrained): the step is free
+    assert st.allowed(C) is None
+
+
+def test_tokenizer_table_skips_ids_and_pads_the_vocabulary(tokenizer):
+    eos = tokenizer.eos_token_id
+    c = ActionConstraint.from_tokenizer(tokenizer, len(tokenizer) + 5, skip_ids=[eos])
+    assert c.vocab_size == len(tokenizer) + 5
+    assert c.token_texts[eos] == "" and c.token_texts[-1] == ""
+    some = tokenizer.encode(" fridge")[0]
+    assert c.token_texts[some] == tokenizer.decode([some])
+
+
+def _household_prompts(tokenizer, n):
+    from agent_helpers import FORMAT_PROMPT
+
+    from empg.envs import make
+
+    env = make("household", split="train")
+    out = []
+    for seed in range(n):
+        obs, info = env.reset(seed=seed)
+        msgs = build_messages("household", info["task"], obs, (), None, FORMAT_PROMPT)
+        out.append((tokenizer.encode(render_prompt(msgs)), info["admissible_actions"]))
+    env.close()
+    return out
+
+
+def test_backend_spells_only_allowed_actions_and_records_unmasked_numbers(format_model, tokenizer):
+    rows = _household_prompts(tokenizer, 8)
+    p = [r[0] for r in rows] * 3
+    allowed = [r[1][:3] for r in rows] * 3
+    cfg = GenerationConfig(max_new_tokens=40, temperature=1.0, seed=0)
+    backend = HFBackend(format_model, tokenizer)
+    free = backend.generate(p, cfg)
+    outs = backend.generate(p, cfg, actions=allowed)
+    wrote_block = [o for o in outs if "<action>" in o.text]
+    assert len(wrote_block) >= 8
+    for o, a in zip(outs, allowed, strict=True):
+        if "<action>" in o.text and o.finish_reason == "stop":
+            action = o.text.split("<action>")[-1].removesuffix("</action>")
+            assert action in a
+    # without the mask the same model writes other actions: the constraint is what did it
+    free_actions = [
+        o.text.split("<action>")[-1].removesuffix("</action>")
+        for o in free
+        if "<action>" in o.text and o.finish_reason == "stop"
+    ]
+    assert any(x not in a for x, a in zip(free_actions, allowed, strict=False))
+    # log-probs and entropies are the model's own distribution, as a training forward sees it
+    for o, (lp, ent) in zip(outs, full_forward(format_model, p, outs, 1.0), strict=True):
+        torch.testing.assert_close(o.logprobs, lp, atol=1e-4, rtol=1e-4)
+        torch.testing.assert_close(o.entropies, ent, atol=1e-4, rtol=1e-4)
+
+
+@pytest.fixture(scope="module")
+def backend(model, tokenizer):
+    return HFBackend(model, tokenizer)
+
+
+def test_no_actions_is_unconstrained(backend, tokenizer):
+    p = [tokenizer.encode("go to"), tokenizer.encode("You see a fridge 1.")]
+    cfg = GenerationConfig(max_new_tokens=10, seed=5)
+    a = backend.generate(p, cfg)
+    b = backend.generate(p, cfg, actions=[None, None])
+    assert [x.token_ids.tolist() for x in a] == [x.token_ids.tolist() for x in b]
+
+
+@pytest.mark.parametrize("bad", [["go"], [None], ["go", None, None], [[1], None]])
+def test_actions_input_errors(backend, tokenizer, bad):
+    p = [tokenizer.encode("go to"), tokenizer.encode("a")]
+    with pytest.raises(InputError, match="actions"):
+        backend.generate(p, GenerationConfig(max_new_tokens=2), actions=bad)
+
+
+def test_parsed_action_of_a_constrained_block_is_the_admissible_text(format_model, tokenizer):
+    rows = _household_prompts(tokenizer, 4)
+    backend = HFBackend(format_model, tokenizer)
+    outs = backend.generate(
+        [r[0] for r in rows],
+        GenerationConfig(max_new_tokens=40, temperature=0.0),
+        actions=[r[1] for r in rows],
+    )
+    for o, (_, a) in zip(outs, rows, strict=True):
+        parsed = parse_response(o.text)
+        if parsed.valid:
+            assert parsed.action in a
