@@ -87,7 +87,9 @@ class RolloutConfig:
     prompt, on backends that support it (HFBackend); the same tokens, fewer to run"""
     constrain_actions: bool = False
     """sample the text inside <action> </action> only among the environment's admissible actions
-    (where it lists them; :mod:`empg.agent.constrain`); needs a backend that supports it"""
+    (where it lists them; :mod:`empg.agent.constrain`); needs a backend that supports it. Meant
+    for lists of complete commands: a template such as shop's ``search[<query>]`` would be
+    spelled literally"""
 
     def __post_init__(self) -> None:
         if not isinstance(self.env_name, str) or not self.env_name:

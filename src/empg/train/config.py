@@ -101,8 +101,9 @@ class RolloutSettings:
     """reward penalty for a valid action the environment answers with a no-op reply such as
     "Nothing happens." (reward shaping; 0 keeps the pure outcome reward)"""
     constrain_actions: bool = False
-    """sample the action only among the environment's admissible actions (household lists them;
-    log-probs stay the model's own, as with top-p; training and evaluation alike)"""
+    """sample the action only among the environment's admissible actions, in training and
+    evaluation (log-probs stay the model's own, as with top-p); for environments whose lists
+    are complete commands (household, alfworld, textworld), not shop's search template"""
     max_resample_rounds: int = 2
     """dynamic sampling: at most this many extra rounds of groups to fill the batch"""
     prefix_cache: bool = True
