@@ -67,6 +67,14 @@ def test_rollout_prefix_cache_reaches_the_rollout_config():
     assert not rollout_config(off, "train", temperature=1.0, group_size=2).prefix_cache
 
 
+def test_rollout_constrain_actions_reaches_the_rollout_config():
+    assert not rollout_config(
+        load_config(), "train", temperature=1.0, group_size=2
+    ).constrain_actions
+    on = load_config(None, ["rollout.constrain_actions=true"])
+    assert rollout_config(on, "valid_seen", temperature=0.4, group_size=1).constrain_actions
+
+
 def test_default_rollout_prompt_is_the_one_the_default_policy_was_trained_with():
     assert prompt_config(load_config()) == default_prompt_config()
 
