@@ -1,6 +1,7 @@
 """ReAct agents: prompts, response parsing, generation backends and grouped rollouts."""
 
 from empg.agent.batch import RolloutBatch, Sequences, StepRow, StepTable, Trajectory
+from empg.agent.constrain import ActionConstraint
 from empg.agent.generation import (
     FINISH_REASONS,
     Generation,
@@ -16,6 +17,7 @@ from empg.agent.rollout import RolloutConfig, collect_rollouts
 __all__ = [
     "FINISH_REASONS",
     "INVALID_ACTION",
+    "ActionConstraint",
     "Generation",
     "GenerationBackend",
     "GenerationConfig",

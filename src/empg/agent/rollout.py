@@ -228,7 +228,7 @@ def _run(
     cache = PrefixCache() if cfg.prefix_cache and _supports_prefix(backend) else None
     if cfg.constrain_actions and not getattr(backend, "supports_action_constraint", False):
         raise ConfigError(
-            f"constrain_actions needs a backend that supports it (HFBackend); "
+            "constrain_actions needs a backend that supports it (HFBackend); "
             f"{type(backend).__name__} does not"
         )
     for turn in range(cfg.max_turns):
