@@ -14,39 +14,22 @@ success and no-op shares, and for the constrained side the seconds spent buildin
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import statistics
 import time
 
+from rollout_setup import rollout_args, rollout_setup
+
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--tasks", type=int, default=6)
-    ap.add_argument("--group", type=int, default=8)
-    ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--repeats", type=int, default=2)
-    ap.add_argument("--model", default=None, help="policy folder (default: the default policy)")
-    args = ap.parse_args()
+    args = rollout_args(__doc__.splitlines()[0], tasks=6)
 
     import torch
 
     import empg.agent.generation as gen_mod
-    from empg.agent.generation import HFBackend
     from empg.agent.rollout import collect_rollouts
-    from empg.models.default import default_policy, load_policy
-    from empg.train.config import load_config
-    from empg.train.rollouts import rollout_config
 
-    torch.set_num_threads(args.threads)
-    if args.model:
-        model, tok = load_policy(args.model)
-    else:
-        model, tok, _ = default_policy(log=print)
-    model.eval()
-    backend = HFBackend(model, tok)
-    base = rollout_config(load_config(None, []), "train", temperature=0.7, group_size=args.group)
-    seeds = list(range(5000, 5000 + args.tasks))
+    _model, _tok, backend, base, seeds = rollout_setup(args)
 
     spent = [0.0]
     inner = gen_mod._mask_actions

@@ -14,39 +14,23 @@ tokens taken from the cache and whether all sides produced the same tokens. Then
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import statistics
 import time
 
+from rollout_setup import rollout_args, rollout_setup
+
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--tasks", type=int, default=8)
-    ap.add_argument("--group", type=int, default=8)
-    ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--repeats", type=int, default=2)
-    ap.add_argument("--model", default=None, help="policy folder (default: the default policy)")
-    args = ap.parse_args()
+    args = rollout_args(__doc__.splitlines()[0], tasks=8)
 
     import torch
 
     import empg.agent.rollout as rollout_mod
-    from empg.agent.generation import GenerationConfig, HFBackend, PrefixCache, sample_next
+    from empg.agent.generation import GenerationConfig, PrefixCache, sample_next
     from empg.models.attention import use_gqa_attention
-    from empg.models.default import default_policy, load_policy
-    from empg.train.config import load_config
-    from empg.train.rollouts import rollout_config
 
-    torch.set_num_threads(args.threads)
-    if args.model:
-        model, tok = load_policy(args.model)
-    else:
-        model, tok, _ = default_policy(log=print)
-    model.eval()
-    backend = HFBackend(model, tok)
-    base = rollout_config(load_config(None, []), "train", temperature=0.7, group_size=args.group)
-    seeds = list(range(5000, 5000 + args.tasks))
+    model, _tok, backend, base, seeds = rollout_setup(args)
 
     caches: list[PrefixCache] = []
 
