@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 import torch
 from test_generation import full_forward
@@ -150,3 +152,82 @@ def test_parsed_action_of_a_constrained_block_is_the_admissible_text(format_mode
         parsed = parse_response(o.text)
         if parsed.valid:
             assert parsed.action in a
+
+
+def _row_logits(model, prompt, out):
+    """Logits (T, V) that predict each generated token, from one plain forward of the row."""
+    ids = torch.tensor([list(prompt) + out.token_ids.tolist()])
+    with torch.no_grad():
+        logits = model(input_ids=ids).logits[0]
+    return logits[len(prompt) - 1 : len(prompt) - 1 + len(out)]
+
+
+def test_restricted_logprobs_score_the_sampled_distribution(format_model, tokenizer):
+    from empg.train.update import recompute_logprobs
+
+    rows = _household_prompts(tokenizer, 8)
+    p = [r[0] for r in rows] * 2
+    allowed = [r[1][:4] for r in rows] * 2
+    cfg = GenerationConfig(max_new_tokens=40, temperature=0.7, seed=2)
+    backend = HFBackend(format_model, tokenizer)
+    plain = backend.generate(p, cfg, actions=allowed)
+    outs = backend.generate(p, cfg, actions=allowed, restricted_logprobs=True)
+    masked = forced = 0
+    for a, o, prompt in zip(plain, outs, p, strict=True):
+        assert torch.equal(a.token_ids, o.token_ids)  # the same sampling, other bookkeeping
+        assert a.allowed == o.allowed and len(o.allowed) == len(o)
+        logits = _row_logits(format_model, prompt, o)
+        for j, ids in enumerate(o.allowed):
+            if ids is None:  # free token: the model's own distribution, as before
+                assert o.logprobs[j].item() == pytest.approx(a.logprobs[j].item(), abs=1e-6)
+                continue
+            masked += 1
+            forced += len(ids) == 1
+            z = logits[j, list(ids)] / 0.7
+            logp = torch.log_softmax(z, -1)
+            y = list(ids).index(int(o.token_ids[j]))
+            assert o.logprobs[j].item() == pytest.approx(logp[y].item(), abs=1e-4)
+            ent = -(logp.exp() * logp).sum().item()
+            assert o.entropies[j].item() == pytest.approx(ent, abs=1e-4)
+            assert o.logprobs[j].item() >= a.logprobs[j].item() - 1e-6  # renormalised
+    assert masked >= 40 and 0 < forced < masked
+    # the trainer's recomputation scores them the same way
+    lp, ent, mask = recompute_logprobs(
+        format_model,
+        p,
+        [o.token_ids.tolist() for o in outs],
+        pad_id=tokenizer.pad_token_id,
+        micro_batch=5,
+        temperature=0.7,
+        allowed=[o.allowed for o in outs],
+    )
+    for i, o in enumerate(outs):
+        torch.testing.assert_close(lp[i, : len(o)], o.logprobs, atol=1e-4, rtol=1e-4)
+        torch.testing.assert_close(ent[i, : len(o)], o.entropies, atol=1e-4, rtol=1e-4)
+
+
+def test_restricted_rollouts_keep_allowed_sets_in_step_rows(format_model, tokenizer):
+    from empg.agent import RolloutConfig, collect_rollouts
+    from empg.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="constrain_actions"):
+        RolloutConfig(env_name="household", restricted_logprobs=True)
+    backend = HFBackend(format_model, tokenizer)
+    from agent_helpers import FORMAT_PROMPT
+
+    cfg = RolloutConfig(
+        env_name="household",
+        env_kwargs={"split": "train"},
+        group_size=2,
+        max_turns=3,
+        prompt=FORMAT_PROMPT,
+        generation=GenerationConfig(max_new_tokens=40, temperature=1.0),
+        constrain_actions=True,
+        restricted_logprobs=True,
+        seed=0,
+    )
+    b = collect_rollouts(backend, [0, 3], cfg)
+    assert b.steps and all(len(s.allowed) == s.response_ids.numel() for s in b.steps)
+    assert any(a is not None for s in b.steps for a in s.allowed)
+    off = collect_rollouts(backend, [0], dataclasses.replace(cfg, restricted_logprobs=False))
+    assert all(s.allowed is None for s in off.steps)

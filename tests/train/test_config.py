@@ -104,3 +104,10 @@ def test_task_seeds_come_from_the_pool():
     repeated = draw_task_seeds(np.random.default_rng(1), 9, pool)
     assert len(repeated) == 9 and set(repeated) <= set(pool)
     assert draw_task_seeds(np.random.default_rng(2), 1, [7]) == [7]
+
+
+def test_rollout_restricted_logprobs_needs_constrained_actions():
+    with pytest.raises(ConfigError, match="constrain_actions"):
+        load_config(None, ["rollout.restricted_logprobs=true"])
+    on = load_config(None, ["rollout.constrain_actions=true", "rollout.restricted_logprobs=true"])
+    assert rollout_config(on, "train", temperature=1.0, group_size=2).restricted_logprobs

@@ -400,3 +400,57 @@ def test_micro_batching_does_not_change_the_update(tiny_policy_dir, agg):
     assert float(delta.abs().max()) > 1e-6  # the step moved the weights
     for other in after[1:]:
         assert torch.allclose(other - base, delta, atol=1e-6, rtol=1e-4)
+
+
+def test_restricted_scoring_in_training_matches_plain_masked_softmax(tiny_policy_dir):
+    """Tokens with allowed sets are scored under the renormalised distribution, with the
+    gradients of a plain full-vocabulary reference (other tokens: the model's own)."""
+    from empg.train.policy import pack_rows, response_logprobs_and_entropy
+
+    model, _ = load_model(load_config(None, [f"model.path={tiny_policy_dir}"]))
+    model.float().train()
+    vocab = model.get_output_embeddings().weight.shape[0]
+    g = torch.Generator().manual_seed(0)
+    prompts = [torch.randint(3, vocab, (n,), generator=g).tolist() for n in (5, 9, 3)]
+    responses = [torch.randint(3, vocab, (n,), generator=g).tolist() for n in (4, 2, 6)]
+    allowed = []
+    for r in responses:
+        row = []
+        for j, y in enumerate(r):
+            if j % 2 == 0:
+                row.append(None)
+            else:
+                others = torch.randint(3, vocab, (j,), generator=g).tolist()
+                row.append(tuple(sorted({y, *others})))
+        allowed.append(row)
+    allowed[1] = None  # a row without constrained tokens
+    temp = 0.7
+    rows = pack_rows(prompts, responses, 0, "cpu", allowed)
+    lp, ent = response_logprobs_and_entropy(model, rows, temperature=temp)
+    w = torch.randn(lp.shape, generator=g)
+    model.zero_grad()
+    ((lp * w).sum() + (ent * w).sum()).backward()
+    got = [p.grad.clone() for p in model.parameters()]
+    model.zero_grad()
+    ref_total = 0.0
+    for i, (p, r) in enumerate(zip(prompts, responses, strict=True)):
+        logits = model(input_ids=torch.tensor([p + r])).logits[0, len(p) - 1 : len(p) + len(r) - 1]
+        z = logits.float() / temp
+        for j, y in enumerate(r):
+            ids = None if allowed[i] is None else allowed[i][j]
+            if ids is not None:
+                keep = torch.zeros(vocab, dtype=torch.bool)
+                keep[list(ids)] = True
+                z_j = z[j].masked_fill(~keep, -1e30)
+            else:
+                z_j = z[j]
+            logp = torch.log_softmax(z_j, -1)
+            ref_lp = logp[y]
+            ref_ent = -(logp.exp() * logp.masked_fill(logp < -1e20, 0)).sum()
+            assert lp[i, j].item() == pytest.approx(ref_lp.item(), abs=1e-5)
+            assert ent[i, j].item() == pytest.approx(ref_ent.item(), abs=1e-5)
+            ref_total = ref_total + w[i, j] * (ref_lp + ref_ent)
+        assert (lp[i, len(r) :] == 0).all()
+    ref_total.backward()
+    for a, b in zip(got, [p.grad for p in model.parameters()], strict=True):
+        torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-4)

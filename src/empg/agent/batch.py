@@ -65,6 +65,10 @@ class StepRow:
     """info["task_type"]"""
     error: str | None
     """environment fault that ended the episode at this step (exception or timeout)"""
+    allowed: list[tuple[int, ...] | None] | None = None
+    """with ``RolloutConfig.restricted_logprobs``: per response token, the ids it was sampled
+    among (None for a free token); ``logprobs`` and ``entropies`` are then those of that
+    restricted distribution, and trainers score the token the same way"""
 
 
 @dataclass

@@ -41,6 +41,7 @@ import torch
 
 from empg.agent.constrain import ActionConstraint, ConstraintState
 from empg.algos.entropy import token_logprobs_and_entropy
+from empg.algos.restricted import pad_allowed, restricted_logprobs_and_entropy
 from empg.errors import ConfigError, InputError
 
 FINISH_REASONS = ("stop", "eos", "length")
@@ -97,6 +98,8 @@ class Generation:
         entropies: ``(T,)`` float32, entropy (nats) of that distribution.
         finish_reason: ``"stop"``, ``"eos"`` or ``"length"``.
         text: the decoded response (special tokens skipped).
+        allowed: with action-constrained decoding, per token the sorted ids it was sampled
+            among (None for a free token); None for an unconstrained call.
     """
 
     token_ids: torch.Tensor
@@ -104,6 +107,7 @@ class Generation:
     entropies: torch.Tensor
     finish_reason: str
     text: str = ""
+    allowed: list[tuple[int, ...] | None] | None = None
 
     def __len__(self) -> int:
         return int(self.token_ids.numel())
@@ -172,21 +176,24 @@ def _mask_actions(
     rows: list[int],
     states: list[ConstraintState | None],
     constraint: ActionConstraint,
-) -> torch.Tensor:
+) -> tuple[torch.Tensor, list[list[int] | None]]:
     """``logits`` with every token outside its row's allowed set at -inf (rows without a
-    constraint at this step unchanged; the input itself when no row is masked)."""
+    constraint at this step unchanged; the input itself when no row is masked), and each running
+    row's allowed ids (None where the step is free)."""
     masked_rows: list[int] = []
     cols: list[int] = []
     counts: list[int] = []
+    per_row: list[list[int] | None] = []
     for r, i in enumerate(rows):
         st = states[i]
         ids = None if st is None else st.allowed(constraint)
+        per_row.append(ids)
         if ids is not None:
             masked_rows.append(r)
             cols.extend(ids)
             counts.append(len(ids))
     if not masked_rows:
-        return logits
+        return logits, per_row
     dev = logits.device
     sel = torch.tensor(masked_rows, dtype=torch.long, device=dev)
     keep = torch.zeros((len(masked_rows), logits.shape[-1]), dtype=torch.bool, device=dev)
@@ -196,7 +203,31 @@ def _mask_actions(
     keep[at, torch.tensor(cols, dtype=torch.long, device=dev)] = True
     out = logits.clone()
     out[sel] = out[sel].masked_fill(~keep, float("-inf"))
-    return out
+    return out, per_row
+
+
+def _restricted_scores(
+    logits: torch.Tensor,
+    nxt: torch.Tensor,
+    per_row: list[list[int] | None],
+    temperature: float,
+    lp: torch.Tensor,
+    ent: torch.Tensor,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(lp, ent)`` with the masked rows' values replaced by those of the restricted
+    distribution (:func:`empg.algos.restricted_logprobs_and_entropy`)."""
+    rows = [r for r, ids in enumerate(per_row) if ids is not None]
+    if not rows:
+        return lp, ent
+    sets = pad_allowed([per_row[r] for r in rows], [int(nxt[r]) for r in rows])
+    sel = torch.tensor(rows, dtype=torch.long, device=logits.device)
+    sub = logits[sel].gather(1, sets.ids.to(logits.device))
+    r_lp, r_ent = restricted_logprobs_and_entropy(
+        sub, sets.valid, sets.label_index, temperature=temperature
+    )
+    lp, ent = lp.clone(), ent.clone()
+    lp[sel], ent[sel] = r_lp.to(lp.dtype), r_ent.to(ent.dtype)
+    return lp, ent
 
 
 def _eos_ids(model: Any, tokenizer: Any) -> set[int]:
@@ -340,6 +371,7 @@ class HFBackend:
         prefix_cache: PrefixCache | None = None,
         keys: Sequence[Hashable] | None = None,
         actions: Sequence[Sequence[str] | None] | None = None,
+        restricted_logprobs: bool = False,
     ) -> list[Generation]:
         """Sample one response per prompt.
 
@@ -353,7 +385,11 @@ class HFBackend:
             keys: ``B`` distinct keys (e.g. episode ids), required with ``prefix_cache``.
             actions: per prompt, the actions its ``<action>`` block may spell (None for a
                 prompt, or for all: unconstrained); see :mod:`empg.agent.constrain`. The
-                recorded log-probs and entropies are the model's, before the mask.
+                recorded log-probs and entropies are the model's, before the mask, unless
+                ``restricted_logprobs``.
+            restricted_logprobs: record the log-prob and entropy of a masked token under the
+                distribution it was sampled from (the model's, renormalised over the allowed
+                ids; :mod:`empg.algos.restricted`), the policy that constrained decoding runs.
 
         Returns:
             ``B`` :class:`Generation` objects, in prompt order.
@@ -388,7 +424,9 @@ class HFBackend:
             else:
                 generator.manual_seed(cfg.seed)
         with torch.inference_mode():
-            return self._generate(prompts, cfg, generator, device, prefix_cache, keys, states)
+            return self._generate(
+                prompts, cfg, generator, device, prefix_cache, keys, states, restricted_logprobs
+            )
 
     def _prefill(self, prompts, reuse, device, prefix_cache, keys):
         """Run the prompts (after the first ``reuse[i]`` tokens, taken from ``prefix_cache``).
@@ -463,6 +501,7 @@ class HFBackend:
         prefix_cache: PrefixCache | None = None,
         keys: Sequence[Hashable] | None = None,
         states: list[ConstraintState | None] | None = None,
+        restricted: bool = False,
     ) -> list[Generation]:
         b = len(prompts)
         reuse = [0] * b
@@ -480,18 +519,25 @@ class HFBackend:
         toks: list[list[int]] = [[] for _ in range(b)]
         lps: list[list[float]] = [[] for _ in range(b)]
         ents: list[list[float]] = [[] for _ in range(b)]
+        sets: list[list[tuple[int, ...] | None]] = [[] for _ in range(b)]
         reasons = ["length"] * b
         constraint = None if states is None else self._action_constraint(logits.shape[-1])
         for step in range(cfg.max_new_tokens):
-            masked = logits if states is None else _mask_actions(logits, rows, states, constraint)
+            per_row: list[list[int] | None] = [None] * len(rows)
+            masked = logits
+            if states is not None:
+                masked, per_row = _mask_actions(logits, rows, states, constraint)
             nxt = sample_next(masked, cfg, generator)  # (b_live,)
             lp, ent = token_logprobs_and_entropy(logits, nxt, temperature=temp)
+            if restricted:
+                lp, ent = _restricted_scores(logits, nxt, per_row, temp, lp, ent)
             nxt_l, lp_l, ent_l = nxt.tolist(), lp.tolist(), ent.tolist()  # float32 -> exact
             keep: list[int] = []
             for r, i in enumerate(rows):
                 if states is not None and states[i] is not None:
                     states[i].advance(constraint, constraint.token_texts[nxt_l[r]])
                 toks[i].append(nxt_l[r])
+                sets[i].append(None if per_row[r] is None else tuple(per_row[r]))
                 lps[i].append(lp_l[r])
                 ents[i].append(ent_l[r])
                 if nxt_l[r] in self.eos_ids:
@@ -527,6 +573,7 @@ class HFBackend:
                     entropies=torch.tensor(ents[i], dtype=torch.float32),
                     finish_reason=reasons[i],
                     text=self.decode(toks[i]),
+                    allowed=None if states is None else sets[i],
                 )
             )
         return results

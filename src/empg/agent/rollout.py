@@ -90,6 +90,11 @@ class RolloutConfig:
     (where it lists them; :mod:`empg.agent.constrain`); needs a backend that supports it. Meant
     for lists of complete commands: a template such as shop's ``search[<query>]`` would be
     spelled literally"""
+    restricted_logprobs: bool = False
+    """with ``constrain_actions``: record each masked action token's log-prob and entropy under
+    the distribution it was sampled from (renormalised over the allowed tokens) and keep the
+    allowed ids in the step rows, so that training scores the constrained policy that acted
+    (a token with one allowed id is then forced: log-prob 0, no gradient)"""
 
     def __post_init__(self) -> None:
         if not isinstance(self.env_name, str) or not self.env_name:
@@ -106,6 +111,8 @@ class RolloutConfig:
                 raise ConfigError(f"{name} must be a number >= 0, got {v!r}")
         if self.outcome not in OUTCOMES:
             raise ConfigError(f"outcome must be one of {OUTCOMES}, got {self.outcome!r}")
+        if self.restricted_logprobs and not self.constrain_actions:
+            raise ConfigError("restricted_logprobs needs constrain_actions=True")
         if not isinstance(self.prompt, PromptConfig):
             raise ConfigError(f"prompt must be a PromptConfig, got {type(self.prompt).__name__}")
         if not isinstance(self.generation, GenerationConfig):
@@ -246,6 +253,8 @@ def _run(
             extra.update(prefix_cache=cache, keys=[e.traj_id for e in live])
         if cfg.constrain_actions:
             extra["actions"] = [e.admissible for e in live]
+            if cfg.restricted_logprobs:
+                extra["restricted_logprobs"] = True
         gens = backend.generate(prompts, cfg.generation, generator=generator, **extra)
         parsed = [parse_response(g.text, require_think=cfg.require_think) for g in gens]
         actions: list[str | None] = [None] * len(episodes)
@@ -284,6 +293,7 @@ def _run(
                     won=bool(res.info.get("won", False)),
                     task_type=str(res.info.get("task_type", "")),
                     error=None if error is None else str(error),
+                    allowed=g.allowed if cfg.restricted_logprobs else None,
                 )
             )
             e.history.append(Turn(e.observation, actions[e.traj_id] or INVALID_ACTION))

@@ -34,6 +34,7 @@ from empg.algos.modulation import (
     modulate_token_advantages,
     next_step_position,
 )
+from empg.algos.restricted import AllowedSets, pad_allowed, restricted_logprobs_and_entropy
 from empg.algos.steps import (
     StepIndex,
     StepSegments,
@@ -51,6 +52,7 @@ __all__ = [
     "LOSS_AGG_MODES",
     "PRESETS",
     "AlgoPreset",
+    "AllowedSets",
     "EMPGConfig",
     "PolicyLossOutput",
     "StepIndex",
@@ -71,8 +73,10 @@ __all__ = [
     "modulate_token_advantages",
     "next_step_position",
     "overlong_penalty",
+    "pad_allowed",
     "ppo_policy_loss",
     "register_advantage_estimator",
+    "restricted_logprobs_and_entropy",
     "rloo_advantages",
     "segment_steps",
     "step_entropy_from_rows",

@@ -104,6 +104,10 @@ class RolloutSettings:
     """sample the action only among the environment's admissible actions, in training and
     evaluation (log-probs stay the model's own, as with top-p); for environments whose lists
     are complete commands (household, alfworld, textworld), not shop's search template"""
+    restricted_logprobs: bool = False
+    """with constrain_actions: train the constrained policy itself, scoring each masked action
+    token under the distribution it was sampled from (renormalised over the allowed tokens) in
+    rollouts, recomputation, EMPG's entropies and the update"""
     max_resample_rounds: int = 2
     """dynamic sampling: at most this many extra rounds of groups to fill the batch"""
     prefix_cache: bool = True
@@ -115,6 +119,8 @@ class RolloutSettings:
             raise ConfigError("rollout.tasks_per_batch, group_size, max_new_tokens must be >= 1")
         if self.temperature < 0 or not 0 < self.top_p <= 1:
             raise ConfigError("rollout.temperature must be >= 0 and 0 < rollout.top_p <= 1")
+        if self.restricted_logprobs and not self.constrain_actions:
+            raise ConfigError("rollout.restricted_logprobs needs rollout.constrain_actions=true")
 
 
 #: what DAPO's dynamic sampling may compare within a group (AlgoConfig.filter_metric)

@@ -55,6 +55,7 @@ def rollout_config(
         noop_penalty=r.noop_penalty,
         prefix_cache=r.prefix_cache,
         constrain_actions=r.constrain_actions,
+        restricted_logprobs=r.restricted_logprobs,
     )
 
 

@@ -209,6 +209,8 @@ class Trainer:
         temp = cfg.rollout.temperature if cfg.rollout.temperature > 0 else 1.0
         chunk = cfg.model.chunk_size or None
         micro = cfg.optim.micro_batch_steps
+        allowed = [s.allowed for s in batch.steps]
+        allowed = allowed if any(a is not None for a in allowed) else None
         old_lp, ent, mask = recompute_logprobs(
             self.model,
             prompts,
@@ -217,6 +219,7 @@ class Trainer:
             micro_batch=micro,
             temperature=temp,
             chunk_size=chunk,
+            allowed=allowed,
         )
         table = batch.step_table()
         width = old_lp.shape[1]
@@ -233,6 +236,7 @@ class Trainer:
                 micro_batch=micro,
                 temperature=temp,
                 chunk_size=chunk,
+                allowed=allowed,
             )
         timings["time/recompute_s"] = time.perf_counter() - t1
         # advantages: outcome estimator per step, then EMPG
@@ -246,7 +250,7 @@ class Trainer:
         upd, self.state["bad_streak"] = ppo_update(
             self.model,
             self.optimizer,
-            UpdateBatch(prompts, responses, old_lp, mask, adv, ref_lp),
+            UpdateBatch(prompts, responses, old_lp, mask, adv, ref_lp, allowed),
             algo,
             cfg.optim,
             pad_id=self.pad_id,

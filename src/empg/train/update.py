@@ -14,7 +14,7 @@ import torch
 from empg.algos.losses import aggregate_loss, kl_penalty, masked_mean, ppo_policy_loss
 from empg.errors import EmpgError, NonFiniteError
 from empg.train.config import AlgoConfig, OptimConfig
-from empg.train.policy import pack_rows, response_logprobs_and_entropy
+from empg.train.policy import RowAllowed, pack_rows, response_logprobs_and_entropy
 
 
 class TrainingDivergedError(EmpgError, RuntimeError):
@@ -31,6 +31,8 @@ class UpdateBatch:
         response_mask: ``(S, R)`` bool.
         advantages: ``(S,)`` float32 per-step advantage (every token of a step carries it).
         ref_logprobs: ``(S, R)`` reference-model log-probs, or None (no KL term).
+        allowed: per row, per response token the ids a constrained token was sampled among
+            (scored under that restricted distribution), or None.
     """
 
     prompts: list[list[int]]
@@ -39,6 +41,7 @@ class UpdateBatch:
     response_mask: torch.Tensor
     advantages: torch.Tensor
     ref_logprobs: torch.Tensor | None = None
+    allowed: list[RowAllowed] | None = None
 
 
 def _pad_to(x: torch.Tensor, width: int) -> torch.Tensor:
@@ -55,15 +58,23 @@ def recompute_logprobs(
     micro_batch: int,
     temperature: float = 1.0,
     chunk_size: int | None = None,
+    allowed: Sequence[RowAllowed] | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """``(logprobs, entropy, mask)``, each ``(S, R)`` with ``R`` the longest response."""
+    """``(logprobs, entropy, mask)``, each ``(S, R)`` with ``R`` the longest response;
+    ``allowed`` as in :func:`empg.train.policy.pack_rows`."""
     device = next(model.parameters()).device
     width = max(1, max(len(r) for r in responses))
     lps, ents = [], []
     order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]) + len(responses[i]))
     for a in range(0, len(order), micro_batch):
         idx = order[a : a + micro_batch]
-        rows = pack_rows([prompts[i] for i in idx], [responses[i] for i in idx], pad_id, device)
+        rows = pack_rows(
+            [prompts[i] for i in idx],
+            [responses[i] for i in idx],
+            pad_id,
+            device,
+            None if allowed is None else [allowed[i] for i in idx],
+        )
         lp, ent = response_logprobs_and_entropy(
             model, rows, temperature=temperature, chunk_size=chunk_size
         )
@@ -127,6 +138,7 @@ def ppo_update(
                     [batch.responses[i] for i in idx],
                     pad_id,
                     device,
+                    None if batch.allowed is None else [batch.allowed[i] for i in idx],
                 )
                 try:
                     lp, ent = response_logprobs_and_entropy(
