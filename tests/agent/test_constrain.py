@@ -192,7 +192,7 @@ def test_restricted_logprobs_score_the_sampled_distribution(format_model, tokeni
             assert o.logprobs[j].item() >= a.logprobs[j].item() - 1e-6  # renormalised
     assert masked >= 40 and 0 < forced < masked
     # the trainer's recomputation scores them the same way
-    lp, ent, mask = recompute_logprobs(
+    lp, ent, _ = recompute_logprobs(
         format_model,
         p,
         [o.token_ids.tolist() for o in outs],
