@@ -7,9 +7,12 @@ Plays ``--tasks`` household train tasks x ``--group`` episodes with the trainer'
 rollout settings and the default policy (or ``--model``), alternating unconstrained and
 constrained decoding (``rollout.constrain_actions``) ``--repeats`` times with the same sampling
 seed. Prints, per side: mean seconds, steps, generated tokens, milliseconds per generated token,
-success and no-op shares, and for the constrained side the seconds spent building the masks
-(``_mask_actions``) and that share of the rollout time. The two sides sample different tokens
-(that is the point), so compare per-token costs.
+success and no-op shares, and for the constrained sides the seconds spent building the masks
+(``_mask_actions``) and that share of the rollout time. The unconstrained and constrained sides
+sample different tokens (that is the point), so compare per-token costs. A third side,
+``restricted``, is the constrained one with ``restricted_logprobs`` (the same tokens, scored under
+the renormalised distribution); on its last batch the trainer's recomputation
+(``recompute_logprobs``) is timed with and without the allowed sets, alternating.
 """
 
 from __future__ import annotations
@@ -42,14 +45,20 @@ def main() -> None:
             spent[0] += time.perf_counter() - t0
 
     gen_mod._mask_actions = timed
-    rows: dict[str, list[dict]] = {"unconstrained": [], "constrained": []}
+    rows: dict[str, list[dict]] = {"unconstrained": [], "constrained": [], "restricted": []}
+    last = None
     for _ in range(args.repeats):
         for name in rows:
-            cfg = dataclasses.replace(base, constrain_actions=name == "constrained")
+            cfg = dataclasses.replace(
+                base,
+                constrain_actions=name != "unconstrained",
+                restricted_logprobs=name == "restricted",
+            )
             spent[0] = 0.0
             t0 = time.perf_counter()
             b = collect_rollouts(backend, seeds, cfg, generator=torch.Generator().manual_seed(0))
             sec = time.perf_counter() - t0
+            last = b if name == "restricted" else last
             toks = sum(len(s.response_ids) for s in b.steps)
             steps = sum(t.length for t in b.trajectories)
             rows[name].append(
@@ -73,11 +82,43 @@ def main() -> None:
             f"{name:>14}: {m['s']:.1f} s, {m['steps']:.0f} steps, {m['tokens']:.0f} tokens, "
             f"{m['ms_per_token']:.2f} ms/token, success {m['success']:.2f}, no-op {m['noop']:.2f}"
         )
-        if name == "constrained":
+        if name != "unconstrained":
             line += f", masks {m['mask_s']:.1f} s ({100 * m['mask_s'] / m['s']:.0f}% of the time)"
         print(line)
-    a, c = (statistics.mean(r["ms_per_token"] for r in rows[k]) for k in rows)
+    a, c, r = (statistics.mean(x["ms_per_token"] for x in rows[k]) for k in rows)
     print(f"per-token cost, constrained / unconstrained: {c / a:.2f}x")
+    print(f"per-token cost, restricted / constrained (the same tokens): {r / c:.2f}x")
+    recompute_cost(_model, last, args.repeats)
+
+
+def recompute_cost(model, batch, repeats: int) -> None:
+    """The trainer's recomputation of one batch, with and without the restricted scoring."""
+    from empg.train.update import recompute_logprobs
+
+    prompts = [list(s.prompt_ids) for s in batch.steps]
+    responses = [s.response_ids.tolist() for s in batch.steps]
+    allowed = [s.allowed for s in batch.steps]
+    masked = sum(a is not None for s in allowed for a in s)
+    times: dict[str, list[float]] = {"plain": [], "restricted": []}
+    for _ in range(max(2, repeats)):
+        for name in times:
+            t0 = time.perf_counter()
+            recompute_logprobs(
+                model,
+                prompts,
+                responses,
+                pad_id=batch.pad_token_id,
+                micro_batch=64,
+                temperature=0.7,
+                allowed=allowed if name == "restricted" else None,
+            )
+            times[name].append(time.perf_counter() - t0)
+    p, r = (statistics.mean(times[k]) for k in times)
+    tokens = sum(len(x) for x in responses)
+    print(
+        f"recomputation of {len(prompts)} step rows ({tokens} tokens, {masked} under the mask): "
+        f"plain {p:.2f} s, restricted {r:.2f} s ({r / p:.2f}x)"
+    )
 
 
 if __name__ == "__main__":
