@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
-
 import pytest
 import torch
 from test_generation import full_forward
@@ -93,10 +91,15 @@ def _household_prompts(tokenizer, n):
     return out
 
 
-def test_backend_spells_only_allowed_actions_and_records_unmasked_numbers(format_model, tokenizer):
+def _constrained_inputs(tokenizer, actions, repeat):
+    """Prompts of 8 household tasks and the first ``actions`` admissible actions of each, the
+    lot repeated ``repeat`` times."""
     rows = _household_prompts(tokenizer, 8)
-    p = [r[0] for r in rows] * 3
-    allowed = [r[1][:3] for r in rows] * 3
+    return [r[0] for r in rows] * repeat, [r[1][:actions] for r in rows] * repeat
+
+
+def test_backend_spells_only_allowed_actions_and_records_unmasked_numbers(format_model, tokenizer):
+    p, allowed = _constrained_inputs(tokenizer, 3, 3)
     cfg = GenerationConfig(max_new_tokens=40, temperature=1.0, seed=0)
     backend = HFBackend(format_model, tokenizer)
     free = backend.generate(p, cfg)
@@ -165,9 +168,7 @@ def _row_logits(model, prompt, out):
 def test_restricted_logprobs_score_the_sampled_distribution(format_model, tokenizer):
     from empg.train.update import recompute_logprobs
 
-    rows = _household_prompts(tokenizer, 8)
-    p = [r[0] for r in rows] * 2
-    allowed = [r[1][:4] for r in rows] * 2
+    p, allowed = _constrained_inputs(tokenizer, 4, 2)
     cfg = GenerationConfig(max_new_tokens=40, temperature=0.7, seed=2)
     backend = HFBackend(format_model, tokenizer)
     plain = backend.generate(p, cfg, actions=allowed)
@@ -204,30 +205,3 @@ def test_restricted_logprobs_score_the_sampled_distribution(format_model, tokeni
     for i, o in enumerate(outs):
         torch.testing.assert_close(lp[i, : len(o)], o.logprobs, atol=1e-4, rtol=1e-4)
         torch.testing.assert_close(ent[i, : len(o)], o.entropies, atol=1e-4, rtol=1e-4)
-
-
-def test_restricted_rollouts_keep_allowed_sets_in_step_rows(format_model, tokenizer):
-    from empg.agent import RolloutConfig, collect_rollouts
-    from empg.errors import ConfigError
-
-    with pytest.raises(ConfigError, match="constrain_actions"):
-        RolloutConfig(env_name="household", restricted_logprobs=True)
-    backend = HFBackend(format_model, tokenizer)
-    from agent_helpers import FORMAT_PROMPT
-
-    cfg = RolloutConfig(
-        env_name="household",
-        env_kwargs={"split": "train"},
-        group_size=2,
-        max_turns=3,
-        prompt=FORMAT_PROMPT,
-        generation=GenerationConfig(max_new_tokens=40, temperature=1.0),
-        constrain_actions=True,
-        restricted_logprobs=True,
-        seed=0,
-    )
-    b = collect_rollouts(backend, [0, 3], cfg)
-    assert b.steps and all(len(s.allowed) == s.response_ids.numel() for s in b.steps)
-    assert any(a is not None for s in b.steps for a in s.allowed)
-    off = collect_rollouts(backend, [0], dataclasses.replace(cfg, restricted_logprobs=False))
-    assert all(s.allowed is None for s in off.steps)

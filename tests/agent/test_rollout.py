@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 import torch
 from agent_helpers import FORMAT_PROMPT
@@ -289,3 +291,20 @@ def test_constrained_rollouts_need_a_backend_that_supports_them(backend):
 
     with pytest.raises(ConfigError, match="constrain_actions"):
         collect_rollouts(Plain(backend), [0], config(constrain_actions=True))
+
+
+def test_restricted_rollouts_keep_allowed_sets_in_step_rows(backend):
+    with pytest.raises(ConfigError, match="constrain_actions"):
+        RolloutConfig(env_name="household", restricted_logprobs=True)
+    cfg = config(
+        group_size=2,
+        generation=GenerationConfig(max_new_tokens=40, temperature=1.0),
+        constrain_actions=True,
+        restricted_logprobs=True,
+        seed=0,
+    )
+    b = collect_rollouts(backend, [0, 3], cfg)
+    assert b.steps and all(len(s.allowed) == s.response_ids.numel() for s in b.steps)
+    assert any(a is not None for s in b.steps for a in s.allowed)
+    off = collect_rollouts(backend, [0], dataclasses.replace(cfg, restricted_logprobs=False))
+    assert all(s.allowed is None for s in off.steps)
