@@ -247,6 +247,14 @@ def _configure_sft(p: argparse.ArgumentParser) -> None:
         help="expert episodes per environment for the tokenizer corpus",
     )
     p.add_argument("--vocab-size", type=int, default=None, help="tokenizer vocabulary size")
+    p.add_argument("--hidden-size", type=int, default=None, help="model width (default 128)")
+    p.add_argument("--layers", type=int, default=None, help="decoder layers (default 4)")
+    p.add_argument("--heads", type=int, default=None, help="attention heads (default 4)")
+    p.add_argument("--kv-heads", type=int, default=None, help="key/value heads (default 2)")
+    p.add_argument(
+        "--intermediate-size", type=int, default=None, help="feed-forward width (default 512)"
+    )
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads for the build")
     p.add_argument(
         "--eval-episodes",
         type=int,
@@ -258,10 +266,11 @@ def _configure_sft(p: argparse.ArgumentParser) -> None:
 def _run_sft(args: argparse.Namespace) -> int:
     import dataclasses
 
-    from empg.errors import EmpgError
+    from empg.errors import ConfigError, EmpgError
     from empg.models.default import build_policy
     from empg.models.evaluate import EvalConfig, evaluate_policy
     from empg.models.sft import SFTConfig
+    from empg.models.tiny import TinyModelConfig
     from empg.models.tokenizer import TokenizerConfig
 
     def pick(**kw: Any) -> dict[str, Any]:
@@ -281,8 +290,28 @@ def _run_sft(args: argparse.Namespace) -> int:
         tok = TokenizerConfig(
             **pick(episodes_per_env=args.tokenizer_episodes, vocab_size=args.vocab_size)
         )
+        arch = TinyModelConfig(
+            **pick(
+                hidden_size=args.hidden_size,
+                num_layers=args.layers,
+                num_heads=args.heads,
+                num_kv_heads=args.kv_heads,
+                intermediate_size=args.intermediate_size,
+            )
+        )
+        if args.threads is not None:
+            if args.threads < 1:
+                raise ConfigError(f"--threads must be >= 1, got {args.threads}")
+            import torch
+
+            torch.set_num_threads(args.threads)
         model, tokenizer, info = build_policy(
-            args.out, args.env, sft=sft, tokenizer_config=tok, log=lambda m: print(m, flush=True)
+            args.out,
+            args.env,
+            sft=sft,
+            tokenizer_config=tok,
+            model_config=arch,
+            log=lambda m: print(m, flush=True),
         )
     except EmpgError as exc:
         print(f"empg: {exc}", file=sys.stderr)

@@ -86,6 +86,27 @@ def test_cli_sft_writes_a_loadable_policy(tmp_path, capsys):
     assert cli.main(["sft", "--out", str(out), "--steps", "-1"]) == 2
 
 
+def test_cli_sft_sets_the_architecture_and_rejects_a_bad_one(tmp_path, capsys):
+    out = tmp_path / "policy"
+    small = ["--steps", "1", "--episodes", "2", "--tokenizer-episodes", "2", "--vocab-size", "300"]
+    arch = ["--hidden-size", "48", "--layers", "3", "--heads", "6", "--kv-heads", "3"]
+    assert cli.main(["sft", "--out", str(out), *small, *arch, "--intermediate-size", "80"]) == 0
+    model, _ = load_policy(out)
+    c = model.config
+    assert (c.hidden_size, c.num_hidden_layers, c.num_attention_heads) == (48, 3, 6)
+    assert (c.num_key_value_heads, c.intermediate_size) == (3, 80)
+    assert json.loads((out / BUILD_INFO).read_text())["model"]["num_layers"] == 3
+    capsys.readouterr()
+    bad = tmp_path / "bad"
+    assert cli.main(["sft", "--out", str(bad), *small, "--hidden-size", "50", "--heads", "4"]) == 2
+    assert "divisible by num_heads" in capsys.readouterr().err
+    assert cli.main(["sft", "--out", str(bad), *small, "--intermediate-size", "0"]) == 2
+    assert "intermediate_size must be >= 1" in capsys.readouterr().err
+    assert cli.main(["sft", "--out", str(bad), *small, "--threads", "0"]) == 2
+    assert "--threads must be >= 1" in capsys.readouterr().err
+    assert not bad.exists()
+
+
 def test_a_first_use_build_reports_progress_and_a_cached_load_does_not(tmp_path):
     lines: list[str] = []
     sft = SFTConfig(episodes=3, steps=4, batch_size=4)
