@@ -239,6 +239,7 @@ def _configure_sft(p: argparse.ArgumentParser) -> None:
         default=None,
         help="share of random actions executed in the data episodes",
     )
+    p.add_argument("--lr", type=float, default=None, help="SFT peak learning rate (default 3e-3)")
     p.add_argument("--seed", type=int, default=0, help="SFT seed")
     p.add_argument(
         "--tokenizer-episodes",
@@ -285,6 +286,7 @@ def _run_sft(args: argparse.Namespace) -> int:
                 episodes=args.episodes,
                 random_action_prob=args.random_action_prob,
                 decay_steps=args.decay_steps,
+                lr=args.lr,
             ),
         )
         tok = TokenizerConfig(

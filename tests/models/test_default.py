@@ -90,12 +90,14 @@ def test_cli_sft_sets_the_architecture_and_rejects_a_bad_one(tmp_path, capsys):
     out = tmp_path / "policy"
     small = ["--steps", "1", "--episodes", "2", "--tokenizer-episodes", "2", "--vocab-size", "300"]
     arch = ["--hidden-size", "48", "--layers", "3", "--heads", "6", "--kv-heads", "3"]
-    assert cli.main(["sft", "--out", str(out), *small, *arch, "--intermediate-size", "80"]) == 0
+    arch += ["--intermediate-size", "80", "--lr", "1e-3"]
+    assert cli.main(["sft", "--out", str(out), *small, *arch]) == 0
     model, _ = load_policy(out)
     c = model.config
     assert (c.hidden_size, c.num_hidden_layers, c.num_attention_heads) == (48, 3, 6)
     assert (c.num_key_value_heads, c.intermediate_size) == (3, 80)
-    assert json.loads((out / BUILD_INFO).read_text())["model"]["num_layers"] == 3
+    info = json.loads((out / BUILD_INFO).read_text())
+    assert info["model"]["num_layers"] == 3 and info["sft"]["lr"] == 1e-3
     capsys.readouterr()
     bad = tmp_path / "bad"
     assert cli.main(["sft", "--out", str(bad), *small, "--hidden-size", "50", "--heads", "4"]) == 2
