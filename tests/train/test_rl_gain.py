@@ -1,0 +1,69 @@
+"""benchmarks/rl_gain.py: several training seeds, one common evaluation, reused runs."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+from train_helpers import tiny_overrides
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _script():
+    spec = importlib.util.spec_from_file_location("rl_gain", ROOT / "benchmarks" / "rl_gain.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _overrides(policy_dir, tmp_path) -> list[str]:
+    return [
+        o for o in tiny_overrides(policy_dir, tmp_path / "unused") if not o.startswith("run_dir=")
+    ]
+
+
+def test_rl_gain_trains_each_seed_and_scores_every_policy_on_one_evaluation(
+    tiny_policy_dir, tmp_path, capsys
+):
+    rl_gain = _script()
+    out = tmp_path / "gain"
+    argv = ["--seeds", "0", "1", "--eval-seeds", "3", "4", "--episodes", "2", "--out", str(out)]
+    argv += _overrides(tiny_policy_dir, tmp_path)
+    summary = rl_gain.main(argv)
+
+    assert set(summary["success"]) == {"warm start", "seed 0", "seed 1"}
+    for seed in (0, 1):
+        state = json.loads(
+            (out / f"seed{seed}" / "checkpoints" / "iter_000002" / "trainer_state.json").read_text()
+        )
+        assert state["iteration"] == 2
+    split = summary["per_split"]["valid_seen"]
+    before = sum(summary["success"]["warm start"][e]["valid_seen"] for e in ("3", "4")) / 2
+    assert split["before"] == pytest.approx(before)
+    for seed in ("0", "1"):
+        after = sum(summary["success"][f"seed {seed}"][e]["valid_seen"] for e in ("3", "4")) / 2
+        assert split["after"][seed] == pytest.approx(after)
+        assert split["gain"][seed] == pytest.approx(after - before)
+    assert split["mean_gain"] == pytest.approx(sum(split["gain"].values()) / 2)
+    assert json.loads((out / "summary.json").read_text())["per_split"] == summary["per_split"]
+    assert "mean gain" in capsys.readouterr().out
+
+    # a second call reuses the finished runs and, the evaluation being seeded, repeats it exactly
+    metrics = out / "seed0" / "metrics.jsonl"
+    stamp = metrics.stat().st_mtime_ns
+    again = rl_gain.main(argv)
+    assert metrics.stat().st_mtime_ns == stamp
+    assert again["success"] == summary["success"]
+
+
+def test_rl_gain_rejects_seed_and_run_dir_overrides(tmp_path):
+    rl_gain = _script()
+    for bad in ("seed=3", f"run_dir={tmp_path}"):
+        with pytest.raises(SystemExit) as exc:
+            rl_gain.main(["--out", str(tmp_path), bad])
+        assert exc.value.code == 2
+    with pytest.raises(SystemExit):
+        rl_gain.main(["--seeds", "1", "1", "--out", str(tmp_path)])
