@@ -5,14 +5,16 @@
         --out runs/rl_gain_wide model.path=DIR iterations=6 threads=2
 
 The printed "before -> after" of one `empg train` run compares two evaluations of 100 tasks
-with one sampling seed, and with a success rate near 15% that difference has a standard error
-of about 5 points: single runs cannot show a gain of a few points. This script trains once per
+with one sampling seed, and with a success rate near 20% that difference has a standard error
+of about 6 points: single runs cannot show a gain of a few points. This script trains once per
 training seed (`empg train <overrides> seed=<N> run_dir=<out>/seed<N>`; a finished run is
 reused, an interrupted one resumed from its last checkpoint) and then lets the warm start and
 every final policy play the same evaluation: the trainer's fixed task list (tasks
-0..episodes-1 of each split, T = eval.temperature) once per evaluation seed. It prints each
-policy's success per split, each run's gain over the warm start, and the mean gain with its
-standard error across training seeds, and writes all of it to `<out>/summary.json`.
+0..episodes-1 of each split, T = eval.temperature) once per evaluation seed. Each finished
+evaluation is appended to `<out>/evaluations.jsonl` and reused by a later call with the same
+settings. It prints each policy's success per split, each run's gain over the warm start, and
+the mean gain with its standard error across training seeds, and writes all of it to
+`<out>/summary.json`.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import statistics
 import sys
 import time
@@ -92,6 +95,45 @@ def _evaluate(overrides: list[str], model_path: str | None, splits, episodes, ev
     return {s: float(record[f"eval/{s}/success_rate"]) for s in splits}
 
 
+#: one JSON line per finished evaluation, so an interrupted call loses at most the one in progress
+EVALUATIONS = "evaluations.jsonl"
+
+
+def _eval_key(overrides, model_path, splits, episodes, eval_seed) -> str:
+    """What an evaluation depends on; a checkpoint's weights are named by their file's time."""
+    weights = Path(model_path) / "model.safetensors" if model_path else None
+    return json.dumps(
+        {
+            "overrides": list(overrides),
+            "policy": model_path,
+            "written": weights.stat().st_mtime_ns if weights and weights.is_file() else None,
+            "splits": list(splits),
+            "episodes": episodes,
+            "seed": eval_seed,
+        },
+        sort_keys=True,
+    )
+
+
+def _load_evaluations(path: Path) -> dict[str, dict[str, float]]:
+    done: dict[str, dict[str, float]] = {}
+    if path.is_file():
+        for line in path.read_text().splitlines():
+            try:
+                row = json.loads(line)
+                done[row["key"]] = {k: float(v) for k, v in row["success"].items()}
+            except (ValueError, KeyError, TypeError, AttributeError):
+                continue  # a line cut short by a kill: evaluate that one again
+    return done
+
+
+def _append_evaluation(path: Path, key: str, success: dict[str, float]) -> None:
+    with open(path, "a") as f:
+        f.write(json.dumps({"key": key, "success": success}) + "\n")
+        f.flush()
+        os.fsync(f.fileno())
+
+
 def _mean_se(values: list[float]) -> tuple[float, float]:
     mean = statistics.fmean(values)
     se = statistics.stdev(values) / math.sqrt(len(values)) if len(values) > 1 else float("nan")
@@ -113,17 +155,21 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
     policies: dict[str, str | None] = {"warm start": None}
     policies.update({f"seed {s}": str(finals[s] / "model") for s in args.seeds})
+    done = _load_evaluations(out / EVALUATIONS)
     success: dict[str, dict[str, dict[str, float]]] = {}
     for name, path in policies.items():
         per_seed = {}
         for e in args.eval_seeds:
+            key = _eval_key(args.overrides, path, splits, args.episodes, e)
             t = time.perf_counter()
-            per_seed[str(e)] = _evaluate(args.overrides, path, splits, args.episodes, e)
+            if key in done:
+                per_seed[str(e)], how = done[key], "reused"
+            else:
+                per_seed[str(e)] = _evaluate(args.overrides, path, splits, args.episodes, e)
+                _append_evaluation(out / EVALUATIONS, key, per_seed[str(e)])
+                how = f"{time.perf_counter() - t:.0f} s"
             shown = ", ".join(f"{s} {100 * v:.1f}%" for s, v in per_seed[str(e)].items())
-            print(
-                f"[rl_gain] {name}, eval seed {e}: {shown} ({time.perf_counter() - t:.0f} s)",
-                flush=True,
-            )
+            print(f"[rl_gain] {name}, eval seed {e}: {shown} ({how})", flush=True)
         success[name] = per_seed
 
     def rate(name: str, split: str) -> float:

@@ -51,12 +51,27 @@ def test_rl_gain_trains_each_seed_and_scores_every_policy_on_one_evaluation(
     assert json.loads((out / "summary.json").read_text())["per_split"] == summary["per_split"]
     assert "mean gain" in capsys.readouterr().out
 
-    # a second call reuses the finished runs and, the evaluation being seeded, repeats it exactly
+    # a second call reuses the finished runs and the finished evaluations
     metrics = out / "seed0" / "metrics.jsonl"
     stamp = metrics.stat().st_mtime_ns
     again = rl_gain.main(argv)
     assert metrics.stat().st_mtime_ns == stamp
     assert again["success"] == summary["success"]
+    assert capsys.readouterr().out.count("(reused)") == 6  # 3 policies x 2 evaluation seeds
+
+    # without the stored evaluations they are played again, and being seeded, come out the same
+    (out / "evaluations.jsonl").unlink()
+    assert rl_gain.main(argv)["success"] == summary["success"]
+    assert "(reused)" not in capsys.readouterr().out
+
+
+def test_rl_gain_skips_a_torn_evaluation_line(tmp_path):
+    rl_gain = _script()
+    path = tmp_path / "evaluations.jsonl"
+    rl_gain._append_evaluation(path, "a", {"valid_seen": 0.25})
+    with open(path, "a") as f:
+        f.write('{"key": "b", "succ')  # a write cut short by a kill
+    assert rl_gain._load_evaluations(path) == {"a": {"valid_seen": 0.25}}
 
 
 def test_rl_gain_rejects_seed_and_run_dir_overrides(tmp_path):
