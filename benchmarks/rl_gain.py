@@ -68,7 +68,9 @@ def _train(overrides: list[str], run_dir: Path, seed: int) -> Path:
     done = last is not None and load_trainer_state(last)["iteration"] >= cfg.iterations
     if not done:
         print(f"[rl_gain] training seed {seed} in {run_dir}", flush=True)
-        Trainer(cfg, resume=True).run()  # from scratch when there is no checkpoint yet
+        # resume a run with a checkpoint; one killed before its first checkpoint starts over
+        resume = last is not None or (run_dir / "metrics.jsonl").exists()
+        Trainer(cfg, resume=resume).run()
         last = latest_checkpoint(run_dir)
     else:
         print(f"[rl_gain] seed {seed}: reusing the finished run in {run_dir}", flush=True)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -82,3 +83,20 @@ def test_rl_gain_rejects_seed_and_run_dir_overrides(tmp_path):
         assert exc.value.code == 2
     with pytest.raises(SystemExit):
         rl_gain.main(["--seeds", "1", "1", "--out", str(tmp_path)])
+
+
+def test_rl_gain_resumes_a_run_that_was_cut_short(tiny_policy_dir, tmp_path):
+    rl_gain = _script()
+    out = tmp_path / "gain"
+    argv = ["--seeds", "0", "--eval-seeds", "3", "--episodes", "1", "--out", str(out)]
+    argv += _overrides(tiny_policy_dir, tmp_path)
+    rl_gain.main(argv)
+    ckpts = out / "seed0" / "checkpoints"
+    # as if killed during iteration 2: its checkpoint and the marker naming it are gone
+    shutil.rmtree(ckpts / "iter_000002")
+    (ckpts / "latest").unlink()
+    (out / "evaluations.jsonl").unlink()
+    summary = rl_gain.main(argv)
+    state = json.loads((ckpts / "iter_000002" / "trainer_state.json").read_text())
+    assert state["iteration"] == 2
+    assert set(summary["success"]) == {"warm start", "seed 0"}
