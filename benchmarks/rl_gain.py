@@ -4,6 +4,9 @@
     python benchmarks/rl_gain.py --seeds 0 1 --eval-seeds 5 6 --episodes 200 \\
         --out runs/rl_gain_wide model.path=DIR iterations=6 threads=2
 
+(Config overrides go last, after an option that takes one value such as --out: a list option
+like --seeds would otherwise read them as seeds.)
+
 The printed "before -> after" of one `empg train` run compares two evaluations of 100 tasks
 with one sampling seed, and with a success rate near 20% that difference has a standard error
 of about 6 points: single runs cannot show a gain of a few points. This script trains once per
