@@ -133,8 +133,10 @@ def _load_evaluations(path: Path) -> dict[str, dict[str, float]]:
 
 
 def _append_evaluation(path: Path, key: str, success: dict[str, float]) -> None:
+    torn = path.is_file() and path.stat().st_size > 0 and not path.read_bytes().endswith(b"\n")
     with open(path, "a") as f:
-        f.write(json.dumps({"key": key, "success": success}) + "\n")
+        # after a line cut short by a kill, start on a line of its own
+        f.write(("\n" if torn else "") + json.dumps({"key": key, "success": success}) + "\n")
         f.flush()
         os.fsync(f.fileno())
 

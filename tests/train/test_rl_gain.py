@@ -73,6 +73,8 @@ def test_rl_gain_skips_a_torn_evaluation_line(tmp_path):
     with open(path, "a") as f:
         f.write('{"key": "b", "succ')  # a write cut short by a kill
     assert rl_gain._load_evaluations(path) == {"a": {"valid_seen": 0.25}}
+    rl_gain._append_evaluation(path, "c", {"valid_seen": 0.5})  # not glued to the torn line
+    assert rl_gain._load_evaluations(path) == {"a": {"valid_seen": 0.25}, "c": {"valid_seen": 0.5}}
 
 
 def test_rl_gain_rejects_seed_and_run_dir_overrides(tmp_path):
