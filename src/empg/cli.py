@@ -240,6 +240,17 @@ def _configure_sft(p: argparse.ArgumentParser) -> None:
         help="share of random actions executed in the data episodes",
     )
     p.add_argument("--lr", type=float, default=None, help="SFT peak learning rate (default 3e-3)")
+    p.add_argument(
+        "--recall-observation",
+        action="store_true",
+        help="prompts repeat the last informative observation after a no-op reply (use the "
+        "policy with rollout.recall_observation=true)",
+    )
+    p.add_argument(
+        "--grounded-only",
+        action="store_true",
+        help="drop examples whose target names something (e.g. 'vase 1') the prompt does not show",
+    )
     p.add_argument("--seed", type=int, default=0, help="SFT seed")
     p.add_argument(
         "--tokenizer-episodes",
@@ -289,6 +300,12 @@ def _run_sft(args: argparse.Namespace) -> int:
                 lr=args.lr,
             ),
         )
+        if args.grounded_only:
+            sft = dataclasses.replace(sft, grounded_only=True)
+        if args.recall_observation:
+            sft = dataclasses.replace(
+                sft, prompt=dataclasses.replace(sft.prompt, recall_observation=True)
+            )
         tok = TokenizerConfig(
             **pick(episodes_per_env=args.tokenizer_episodes, vocab_size=args.vocab_size)
         )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -91,13 +92,16 @@ def test_cli_sft_sets_the_architecture_and_rejects_a_bad_one(tmp_path, capsys):
     small = ["--steps", "1", "--episodes", "2", "--tokenizer-episodes", "2", "--vocab-size", "300"]
     arch = ["--hidden-size", "48", "--layers", "3", "--heads", "6", "--kv-heads", "3"]
     arch += ["--intermediate-size", "80", "--lr", "1e-3"]
-    assert cli.main(["sft", "--out", str(out), *small, *arch]) == 0
+    data = ["--recall-observation", "--grounded-only"]
+    assert cli.main(["sft", "--out", str(out), *small, *arch, *data]) == 0
     model, _ = load_policy(out)
     c = model.config
     assert (c.hidden_size, c.num_hidden_layers, c.num_attention_heads) == (48, 3, 6)
     assert (c.num_key_value_heads, c.intermediate_size) == (3, 80)
     info = json.loads((out / BUILD_INFO).read_text())
     assert info["model"]["num_layers"] == 3 and info["sft"]["lr"] == 1e-3
+    assert info["sft"]["grounded_only"] is True
+    assert info["sft"]["prompt"]["recall_observation"] is True
     capsys.readouterr()
     bad = tmp_path / "bad"
     assert cli.main(["sft", "--out", str(bad), *small, "--hidden-size", "50", "--heads", "4"]) == 2
@@ -152,3 +156,20 @@ def test_prompt_fields_added_later_keep_older_cache_folders_valid():
     assert policy_dir(cache_root(), "household", spec2) != policy_dir(
         cache_root(), "household", spec
     )
+
+
+def test_sft_fields_added_later_keep_older_cache_folders_valid():
+    """``grounded_only`` (added after recipe v1) enters the key only when switched on; the
+    default recipe keeps the folder name it had before the field existed."""
+    import dataclasses
+
+    from empg.models.default import policy_dir, recipe
+
+    args = (TokenizerConfig(), TinyModelConfig())
+    spec = recipe("household", SFTConfig(), *args)
+    assert "grounded_only" not in spec["sft"]
+    # the folder every default build before the field existed was cached in
+    assert policy_dir(Path("/c"), "household", spec).name == "household-tiny-v1-3a7c0a5448c3"
+    on = recipe("household", dataclasses.replace(SFTConfig(), grounded_only=True), *args)
+    assert on["sft"]["grounded_only"] is True
+    assert policy_dir(Path("/c"), "household", on) != policy_dir(Path("/c"), "household", spec)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 import torch
 
@@ -254,3 +256,29 @@ def test_exploratory_actions_are_admissible_or_near_misses_that_do_nothing():
     for a in misses:
         env.reset(seed=0)
         assert env.step(a).observation == "Nothing happens."
+
+
+def test_names_shown_matches_whole_names_only():
+    from empg.models.sft import names_shown
+
+    shown = "Current observation: On the sidetable 1, you see a vase 12, and a pen 1."
+    assert names_shown(
+        shown, "<think>I take the pen 1.</think><action>take pen 1 from sidetable 1</action>"
+    )
+    assert not names_shown(shown, "<action>take vase 1 from sidetable 1</action>")  # not vase 12
+    assert not names_shown(shown, "<action>go to sidetable 11</action>")
+    assert not names_shown("a cabinet 1", "<action>go to xcabinet 1</action>")
+    assert names_shown(shown, "<think>I look around.</think><action>look</action>")
+
+
+def test_grounded_only_drops_exactly_the_labels_that_name_unseen_things(small_tokenizer):
+    from empg.models.sft import names_shown
+
+    cfg = SFTConfig(episodes=40, random_action_prob=0.3)
+    every = expert_examples(cfg, small_tokenizer)
+    kept = expert_examples(dataclasses.replace(cfg, grounded_only=True), small_tokenizer)
+    # the same episodes (filtering draws nothing), minus the labels naming what is not in view
+    assert kept == [e for e in every if names_shown(e.prompt, e.target)]
+    dropped = [e for e in every if e not in kept]
+    assert dropped and len(dropped) < 0.1 * len(every)
+    assert any("There is a" in e.target for e in dropped)

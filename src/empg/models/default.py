@@ -45,11 +45,17 @@ def cache_root(cache_dir: str | os.PathLike[str] | None = None) -> Path:
 #: prompt fields added after recipe v1 with the value that reproduces the v1 prompt: they enter
 #: the recipe only when set otherwise, so folders built before they existed stay valid
 _LATER_PROMPT_FIELDS = {"recall_observation": False, "noop_observations": ("Nothing happens.",)}
+#: the same for SFT fields
+_LATER_SFT_FIELDS = {"grounded_only": False}
 
 
 def recipe(env: str, sft: SFTConfig, tok: TokenizerConfig, arch: TinyModelConfig) -> dict:
     """JSON-ready description of a build (what the cache key is made of)."""
-    sft_dict = asdict(sft)
+    sft_dict = {
+        k: v
+        for k, v in asdict(sft).items()
+        if k not in _LATER_SFT_FIELDS or v != _LATER_SFT_FIELDS[k]
+    }
     sft_dict["prompt"] = {
         k: v
         for k, v in sft_dict["prompt"].items()

@@ -84,6 +84,11 @@ class SFTConfig:
     """weight of an auxiliary next-token loss on the prompt tokens (0: targets only); the
     environments' text repeats names constantly, which could teach copying from the context.
     Measured at 0.5: about 2x the step cost and no earlier copying (docs/models.md)"""
+    grounded_only: bool = False
+    """drop the examples whose target names an object or place (``word N``, such as "vase 1")
+    that the prompt does not show: after a random exploration step the expert may head for
+    something it saw several steps ago, which the prompt no longer carries, and imitating
+    such a label teaches the policy to name things that are not in view (docs/models.md)"""
     max_length: int = 384
     """longest training sequence; longer prompts lose their start"""
     seed: int = 0
@@ -148,6 +153,18 @@ def _exploratory_action(rng: random.Random, admissible: list[str]) -> str:
     return action
 
 
+_NAMED = re.compile(r"[A-Za-z]+ \d+")
+
+
+def names_shown(prompt: str, target: str) -> bool:
+    """Whether every ``word N`` name in ``target`` (such as "vase 1") occurs in ``prompt`` as a
+    whole name ("vase 1" is not shown by "vase 12")."""
+    for name in set(_NAMED.findall(target)):
+        if not re.search(rf"(?<![A-Za-z]){re.escape(name)}(?!\d)", prompt):
+            return False
+    return True
+
+
 def expert_examples(cfg: SFTConfig, tokenizer: Any = None) -> list[Example]:
     """(prompt, target) examples from expert episodes; ``tokenizer`` picks the prompt template."""
     from empg.envs import make
@@ -170,7 +187,9 @@ def expert_examples(cfg: SFTConfig, tokenizer: Any = None) -> list[Example]:
                         cfg.env, info.get("task", ""), obs, history, admissible, cfg.prompt
                     )
                     target = format_response(env.expert_thought(), action)
-                    out.append(Example(render_prompt(msgs, tokenizer), target, seed, t))
+                    prompt = render_prompt(msgs, tokenizer)
+                    if not cfg.grounded_only or names_shown(prompt, target):
+                        out.append(Example(prompt, target, seed, t))
                 res = env.step(action)
                 history.append(Turn(obs, action))
                 obs, info = res.observation, res.info
