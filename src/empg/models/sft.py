@@ -88,7 +88,10 @@ class SFTConfig:
     """drop the examples whose target names an object or place (``word N``, such as "vase 1")
     that the prompt does not show: after a random exploration step the expert may head for
     something it saw several steps ago, which the prompt no longer carries, and imitating
-    such a label teaches the policy to name things that are not in view (docs/models.md)"""
+    such a label teaches the policy to name things that are not in view. It also drops labels
+    that rest on the expert's own knowledge, such as household's walk to a lamp it never saw.
+    One build with it (and ``recall_observation``) was not better than the default
+    (docs/models.md), so it is off"""
     max_length: int = 384
     """longest training sequence; longer prompts lose their start"""
     seed: int = 0
