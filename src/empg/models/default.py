@@ -49,18 +49,15 @@ _LATER_PROMPT_FIELDS = {"recall_observation": False, "noop_observations": ("Noth
 _LATER_SFT_FIELDS = {"grounded_only": False}
 
 
+def _without_v1_values(fields: dict, later: dict) -> dict:
+    """``fields`` less the later-added ones that still hold their v1 value."""
+    return {k: v for k, v in fields.items() if k not in later or v != later[k]}
+
+
 def recipe(env: str, sft: SFTConfig, tok: TokenizerConfig, arch: TinyModelConfig) -> dict:
     """JSON-ready description of a build (what the cache key is made of)."""
-    sft_dict = {
-        k: v
-        for k, v in asdict(sft).items()
-        if k not in _LATER_SFT_FIELDS or v != _LATER_SFT_FIELDS[k]
-    }
-    sft_dict["prompt"] = {
-        k: v
-        for k, v in sft_dict["prompt"].items()
-        if k not in _LATER_PROMPT_FIELDS or v != _LATER_PROMPT_FIELDS[k]
-    }
+    sft_dict = _without_v1_values(asdict(sft), _LATER_SFT_FIELDS)
+    sft_dict["prompt"] = _without_v1_values(sft_dict["prompt"], _LATER_PROMPT_FIELDS)
     return {
         "version": RECIPE_VERSION,
         "env": env,
