@@ -239,7 +239,13 @@ def _configure_sft(p: argparse.ArgumentParser) -> None:
         default=None,
         help="share of random actions executed in the data episodes",
     )
-    p.add_argument("--lr", type=float, default=None, help="SFT peak learning rate (default 3e-3)")
+    p.add_argument(
+        "--lr",
+        type=float,
+        default=None,
+        help="SFT peak learning rate (default: the default policy's, 1.5e-3 for household, 3e-3 "
+        "for shop and search)",
+    )
     p.add_argument(
         "--recall-observation",
         action="store_true",
@@ -259,12 +265,22 @@ def _configure_sft(p: argparse.ArgumentParser) -> None:
         help="expert episodes per environment for the tokenizer corpus",
     )
     p.add_argument("--vocab-size", type=int, default=None, help="tokenizer vocabulary size")
-    p.add_argument("--hidden-size", type=int, default=None, help="model width (default 128)")
+    p.add_argument(
+        "--hidden-size",
+        type=int,
+        default=None,
+        help="model width (default: the default policy's, 256 for household, 128 for shop "
+        "and search)",
+    )
     p.add_argument("--layers", type=int, default=None, help="decoder layers (default 4)")
     p.add_argument("--heads", type=int, default=None, help="attention heads (default 4)")
     p.add_argument("--kv-heads", type=int, default=None, help="key/value heads (default 2)")
     p.add_argument(
-        "--intermediate-size", type=int, default=None, help="feed-forward width (default 512)"
+        "--intermediate-size",
+        type=int,
+        default=None,
+        help="feed-forward width (default: the default policy's, 1024 for household, 512 for "
+        "shop and search)",
     )
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads for the build")
     p.add_argument(
@@ -279,18 +295,18 @@ def _run_sft(args: argparse.Namespace) -> int:
     import dataclasses
 
     from empg.errors import ConfigError, EmpgError
-    from empg.models.default import build_policy
+    from empg.models.default import build_policy, default_configs
     from empg.models.evaluate import EvalConfig, evaluate_policy
-    from empg.models.sft import SFTConfig
-    from empg.models.tiny import TinyModelConfig
     from empg.models.tokenizer import TokenizerConfig
 
     def pick(**kw: Any) -> dict[str, Any]:
         return {k: v for k, v in kw.items() if v is not None}
 
     try:
-        sft = SFTConfig(
-            env=args.env,
+        # unset options take the default policy's recipe, so `empg sft --out DIR` rebuilds it
+        base_sft, base_arch = default_configs(args.env)
+        sft = dataclasses.replace(
+            base_sft,
             seed=args.seed,
             **pick(
                 steps=args.steps,
@@ -309,14 +325,15 @@ def _run_sft(args: argparse.Namespace) -> int:
         tok = TokenizerConfig(
             **pick(episodes_per_env=args.tokenizer_episodes, vocab_size=args.vocab_size)
         )
-        arch = TinyModelConfig(
+        arch = dataclasses.replace(
+            base_arch,
             **pick(
                 hidden_size=args.hidden_size,
                 num_layers=args.layers,
                 num_heads=args.heads,
                 num_kv_heads=args.kv_heads,
                 intermediate_size=args.intermediate_size,
-            )
+            ),
         )
         if args.threads is not None:
             if args.threads < 1:
@@ -361,7 +378,10 @@ COMMANDS: dict[str, Command] = {
     ),
     "eval": Command("evaluate a policy on held-out splits", _tcli.configure_eval, _tcli.run_eval),
     "sft": Command(
-        "build a tiny policy: tokenizer, model, supervised warm start", _configure_sft, _run_sft
+        "build a tiny policy: tokenizer, model, supervised warm start (unset options: the "
+        "default policy's recipe)",
+        _configure_sft,
+        _run_sft,
     ),
 }
 

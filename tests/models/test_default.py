@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -82,8 +83,11 @@ def test_cli_sft_writes_a_loadable_policy(tmp_path, capsys):
     assert "saved" in printed and "SFT step 2/2" in printed  # progress lines
     model, tok = load_policy(out)
     assert len(tok) == 400 and model.config.vocab_size == 400
-    sft = json.loads((out / BUILD_INFO).read_text())["sft"]
-    assert (sft["steps"], sft["decay_steps"]) == (2, 1)
+    info = json.loads((out / BUILD_INFO).read_text())
+    assert (info["sft"]["steps"], info["sft"]["decay_steps"]) == (2, 1)
+    # options left unset take the default household policy's recipe
+    assert (model.config.hidden_size, model.config.intermediate_size) == (256, 1024)
+    assert info["sft"]["lr"] == 1.5e-3
     assert cli.main(["sft", "--out", str(out), "--steps", "-1"]) == 2
 
 
@@ -128,7 +132,6 @@ def test_a_first_use_build_reports_progress_and_a_cached_load_does_not(tmp_path)
 def test_prompt_fields_added_later_keep_older_cache_folders_valid():
     """A prompt field added after recipe v1 enters the cache key only when it differs from the
     value that reproduces the v1 prompt, so an existing build keeps its folder name."""
-    import dataclasses
 
     from empg.models.default import policy_dir, recipe
 
@@ -161,7 +164,6 @@ def test_prompt_fields_added_later_keep_older_cache_folders_valid():
 def test_sft_fields_added_later_keep_older_cache_folders_valid():
     """``grounded_only`` (added after recipe v1) enters the key only when switched on; the
     default recipe keeps the folder name it had before the field existed."""
-    import dataclasses
 
     from empg.models.default import policy_dir, recipe
 
@@ -173,3 +175,49 @@ def test_sft_fields_added_later_keep_older_cache_folders_valid():
     on = recipe("household", dataclasses.replace(SFTConfig(), grounded_only=True), *args)
     assert on["sft"]["grounded_only"] is True
     assert policy_dir(Path("/c"), "household", on) != policy_dir(Path("/c"), "household", spec)
+
+
+def test_the_default_household_policy_is_the_wider_build():
+    from empg.models.default import default_configs, policy_dir, recipe
+
+    sft, arch = default_configs("household")
+    assert (arch.hidden_size, arch.intermediate_size, sft.lr) == (256, 1024, 1.5e-3)
+    assert (arch.num_layers, arch.num_heads, arch.num_kv_heads) == (4, 4, 2)
+    assert sft == dataclasses.replace(SFTConfig(), lr=1.5e-3)  # the rest as the class defaults
+    spec = recipe("household", sft, TokenizerConfig(), arch)
+    # the folder the default household policy is cached in; a change here rebuilds (31 min)
+    assert policy_dir(Path("/c"), "household", spec).name == "household-tiny-v1-e2813f5f0b65"
+    for env in ("shop", "search"):  # not measured wider there: they keep the class defaults
+        assert default_configs(env) == (SFTConfig(env=env), TinyModelConfig())
+    mixed, _ = default_configs("household", {"task_types": ["pick"]})
+    assert mixed.env_kwargs == {"task_types": ["pick"]} and mixed.lr == 1.5e-3
+
+
+def test_the_trainer_asks_for_the_default_recipe_of_the_configured_environment(monkeypatch):
+    """``model.path=default`` hands default_policy the recipe of default_configs, with the
+    configured environment's kwargs (non-built-in environments warm-start on household)."""
+    from empg.models.default import default_configs
+    from empg.train.config import load_config
+    from empg.train.trainer import load_model
+
+    asked: list[dict] = []
+
+    class Asked(Exception):
+        pass
+
+    def record(**kw):
+        asked.append(kw)
+        raise Asked
+
+    monkeypatch.setattr(default_mod, "default_policy", record)
+    cases = [
+        (["env.kwargs={task_types: [pick]}"], "household", {"task_types": ["pick"]}),
+        (["env.name=shop"], "shop", None),
+        (["env.name=test-two-arms"], "household", None),
+    ]
+    for overrides, env, kwargs in cases:
+        with pytest.raises(Asked):
+            load_model(load_config(None, overrides))
+        sft, arch = default_configs(env, kwargs)
+        assert asked[-1]["env"] == env
+        assert (asked[-1]["sft"], asked[-1]["model_config"]) == (sft, arch)

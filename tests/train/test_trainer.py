@@ -454,3 +454,24 @@ def test_restricted_scoring_in_training_matches_plain_masked_softmax(tiny_policy
     ref_total.backward()
     for a, b in zip(got, [p.grad for p in model.parameters()], strict=True):
         torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-4)
+
+
+def test_progress_lines_are_flushed_as_they_are_printed(monkeypatch):
+    """Piped or redirected, stdout is block-buffered: without a flush, a first-use build's
+    progress lines would appear only when the job ends."""
+    import inspect
+    import io
+
+    from empg.train.trainer import print_now
+
+    class Out(io.StringIO):
+        flushes = 0
+
+        def flush(self):
+            self.flushes += 1
+
+    out = Out()
+    monkeypatch.setattr(sys, "stdout", out)
+    print_now("[empg] warm start: SFT step 60/1200")
+    assert out.getvalue() == "[empg] warm start: SFT step 60/1200\n" and out.flushes >= 1
+    assert inspect.signature(Trainer).parameters["log"].default is print_now

@@ -3,10 +3,11 @@
 ``import empg.models`` stays light: transformers and tokenizers load on first use of a function.
 
 * :func:`train_tokenizer` - byte-level BPE over the environments' text (tokenizer.py)
-* :func:`build_tiny_model` - a ~1.4M-parameter ``Qwen2ForCausalLM`` (tiny.py)
+* :func:`build_tiny_model` - a tiny ``Qwen2ForCausalLM`` (1.4M parameters by default; tiny.py)
 * :func:`train_sft` / :class:`SFTConfig` - supervised warm start on expert steps (sft.py)
 * :func:`evaluate_policy` / :class:`EvalConfig` - a plain batched episode loop (evaluate.py)
-* :func:`default_policy` / :func:`load_policy` - build once, cache, load (default.py)
+* :func:`default_policy` / :func:`load_policy` - build once, cache, load (default.py);
+  :func:`default_configs` - its recipe per environment (4.7M parameters on household)
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ _EXPORTS = {
     "generate_responses": "evaluate",
     "build_policy": "default",
     "cache_root": "default",
+    "default_configs": "default",
     "default_policy": "default",
     "load_policy": "default",
 }

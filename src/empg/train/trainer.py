@@ -61,19 +61,15 @@ def _device(cfg: TrainConfig) -> torch.device:
 def load_model(cfg: TrainConfig, path: str | None = None, log: Callable[[str], None] | None = None):
     """(model, tokenizer) for ``cfg.model`` (or a checkpoint folder ``path``); ``log`` gets
     progress lines while the default policy is built on first use."""
-    from empg.models.default import default_policy, load_policy
+    from empg.models.default import default_configs, default_policy, load_policy
 
     if path is None and cfg.model.path == "default":
         # the built-in environments have experts to warm-start from; others use household's.
         # The warm start plays the configured environment (env.kwargs, e.g. a task mix).
-        from empg.models.sft import SFTConfig
-
         builtin = cfg.env.name in ("household", "shop", "search")
         warm_env = cfg.env.name if builtin else "household"
-        kwargs = dict(cfg.env.kwargs) if builtin else {}
-        model, tokenizer, _ = default_policy(
-            env=warm_env, sft=SFTConfig(env=warm_env, env_kwargs=kwargs), log=log
-        )
+        sft, arch = default_configs(warm_env, cfg.env.kwargs if builtin else None)
+        model, tokenizer, _ = default_policy(env=warm_env, sft=sft, model_config=arch, log=log)
     else:
         model, tokenizer = load_policy(path or cfg.model.path)
     if cfg.model.fold_gqa:
@@ -92,9 +88,14 @@ def load_model(cfg: TrainConfig, path: str | None = None, log: Callable[[str], N
     return model, tokenizer
 
 
+def print_now(message: str) -> None:
+    """``print`` that flushes, so progress lines reach a pipe or a log file as they happen."""
+    print(message, flush=True)
+
+
 class Trainer:
     def __init__(
-        self, cfg: TrainConfig, *, resume: bool = False, log: Callable[[str], None] = print
+        self, cfg: TrainConfig, *, resume: bool = False, log: Callable[[str], None] = print_now
     ):
         self.cfg = cfg
         self.log = log
@@ -111,7 +112,8 @@ class Trainer:
         if cfg.model.path == "default":
             log(
                 "[empg] loading the default tiny policy (on first use it is built: tokenizer, "
-                "model and supervised warm start, about 22 minutes on 2 CPU cores; cached)"
+                "model and supervised warm start, about 31 minutes on 2 CPU cores for "
+                "household's; cached)"
             )
         t0 = time.perf_counter()
         self.model, self.tokenizer = load_model(cfg, log=log)
