@@ -132,7 +132,6 @@ def test_a_first_use_build_reports_progress_and_a_cached_load_does_not(tmp_path)
 def test_prompt_fields_added_later_keep_older_cache_folders_valid():
     """A prompt field added after recipe v1 enters the cache key only when it differs from the
     value that reproduces the v1 prompt, so an existing build keeps its folder name."""
-
     from empg.models.default import policy_dir, recipe
 
     args = (TINY["tokenizer_config"], TINY["model_config"])
@@ -164,7 +163,6 @@ def test_prompt_fields_added_later_keep_older_cache_folders_valid():
 def test_sft_fields_added_later_keep_older_cache_folders_valid():
     """``grounded_only`` (added after recipe v1) enters the key only when switched on; the
     default recipe keeps the folder name it had before the field existed."""
-
     from empg.models.default import policy_dir, recipe
 
     args = (TokenizerConfig(), TinyModelConfig())
