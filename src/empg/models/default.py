@@ -149,7 +149,7 @@ def load_policy(path: str | os.PathLike[str]) -> tuple[Any, Any]:
 
 
 #: the default household policy's architecture: 4.7M parameters, 3.4x the class defaults'
-#: 1.4M, with a warm start 2-4x as successful that reproduces across machines (docs/models.md)
+#: 1.4M, with a warm start 2-4x as successful that varies far less between machines (docs/models.md)
 WIDE_MODEL = TinyModelConfig(hidden_size=256, intermediate_size=1024)
 #: its SFT learning rate (3e-3, the class default, is too large for the wider model)
 WIDE_SFT_LR = 1.5e-3
@@ -182,7 +182,7 @@ def default_policy(
     """The warm-started tiny policy for ``env``: (model, tokenizer, folder).
 
     ``sft`` and ``model_config`` left out take :func:`default_configs`' values. Built on first
-    use (tokenizer, model, SFT; about 31 minutes on 2 CPU cores for household's wider build,
+    use (tokenizer, model, SFT; 31 to 43 minutes on 2 CPU cores for household's wider build,
     with progress lines to ``log`` when given) and saved under :func:`cache_root`; later calls
     load the folder. The folder name carries a hash of every setting, so passing other configs
     builds (and caches) another policy.
