@@ -37,6 +37,9 @@ class ModelConfig:
     fold_gqa: bool = True
     """grouped-query models on 'sdpa': attend without copying KV heads to every query head
     (empg.models.attention; the same attention, tested); false keeps transformers' path"""
+    share_prefix: bool = True
+    """recomputation and update: run the prompt prefix a micro-batch's rows share (one task's
+    steps) once instead of once per row (the same logits, tested; docs/benchmarks.md)"""
 
     def __post_init__(self) -> None:
         if self.dtype not in ("auto", "float32", "bfloat16"):

@@ -222,6 +222,7 @@ class Trainer:
             temperature=temp,
             chunk_size=chunk,
             allowed=allowed,
+            share_prefix=cfg.model.share_prefix,
         )
         table = batch.step_table()
         width = old_lp.shape[1]
@@ -239,6 +240,7 @@ class Trainer:
                 temperature=temp,
                 chunk_size=chunk,
                 allowed=allowed,
+                share_prefix=cfg.model.share_prefix,
             )
         timings["time/recompute_s"] = time.perf_counter() - t1
         # advantages: outcome estimator per step, then EMPG
@@ -260,6 +262,7 @@ class Trainer:
             chunk_size=chunk,
             generator=gen,
             bad_streak=self.state["bad_streak"],
+            share_prefix=cfg.model.share_prefix,
         )
         self.scheduler.step()
         timings["time/update_s"] = time.perf_counter() - t3

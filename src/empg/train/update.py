@@ -14,7 +14,12 @@ import torch
 from empg.algos.losses import aggregate_loss, kl_penalty, masked_mean, ppo_policy_loss
 from empg.errors import EmpgError, NonFiniteError
 from empg.train.config import AlgoConfig, OptimConfig
-from empg.train.policy import RowAllowed, pack_rows, response_logprobs_and_entropy
+from empg.train.policy import (
+    RowAllowed,
+    micro_batches,
+    pack_rows,
+    response_logprobs_and_entropy,
+)
 
 
 class TrainingDivergedError(EmpgError, RuntimeError):
@@ -59,21 +64,23 @@ def recompute_logprobs(
     temperature: float = 1.0,
     chunk_size: int | None = None,
     allowed: Sequence[RowAllowed] | None = None,
+    share_prefix: bool = False,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """``(logprobs, entropy, mask)``, each ``(S, R)`` with ``R`` the longest response;
-    ``allowed`` as in :func:`empg.train.policy.pack_rows`."""
+    ``allowed`` and ``share_prefix`` as in :func:`empg.train.policy.pack_rows`."""
     device = next(model.parameters()).device
     width = max(1, max(len(r) for r in responses))
     lps, ents = [], []
-    order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]) + len(responses[i]))
-    for a in range(0, len(order), micro_batch):
-        idx = order[a : a + micro_batch]
+    batches = micro_batches(range(len(prompts)), prompts, responses, micro_batch, share_prefix)
+    order = [i for idx in batches for i in idx]
+    for idx in batches:
         rows = pack_rows(
             [prompts[i] for i in idx],
             [responses[i] for i in idx],
             pad_id,
             device,
             None if allowed is None else [allowed[i] for i in idx],
+            share_prefix=share_prefix,
         )
         lp, ent = response_logprobs_and_entropy(
             model, rows, temperature=temperature, chunk_size=chunk_size
@@ -102,8 +109,12 @@ def ppo_update(
     chunk_size: int | None = None,
     generator: torch.Generator | None = None,
     bad_streak: int = 0,
+    share_prefix: bool = False,
 ) -> tuple[dict[str, float], int]:
     """Run ``optim.ppo_epochs`` passes of mini-batch updates. Returns (metrics, bad_streak).
+
+    ``share_prefix``: micro-batches group rows by common prompt prefix, which each micro-batch
+    runs once (:func:`empg.train.policy.pack_rows`); the mini-batches are the same either way.
 
     A mini-batch whose loss or gradient norm is not finite is skipped with a warning; after
     ``optim.max_bad_updates`` consecutive skips :class:`TrainingDivergedError` is raised.
@@ -122,23 +133,23 @@ def ppo_update(
     for _ in range(optim.ppo_epochs):
         perm = torch.randperm(n, generator=generator).tolist()
         for a in range(0, n, optim.mini_batch_steps):
-            # micro-batches of similar length waste little compute on padding; the weights
-            # below make the mini-batch gradient independent of how it is split
-            mini = sorted(
-                perm[a : a + optim.mini_batch_steps],
-                key=lambda i: len(batch.prompts[i]) + len(batch.responses[i]),
+            # micro-batches of similar length (or of a common prefix) waste little compute;
+            # the weights below make the mini-batch gradient independent of how it is split
+            mini = perm[a : a + optim.mini_batch_steps]
+            micros = micro_batches(
+                mini, batch.prompts, batch.responses, optim.micro_batch_steps, share_prefix
             )
             mini_tokens = int(batch.response_mask[mini].sum())
             optimizer.zero_grad(set_to_none=True)
             finite = True
-            for b in range(0, len(mini), optim.micro_batch_steps):
-                idx = mini[b : b + optim.micro_batch_steps]
+            for idx in micros:
                 rows = pack_rows(
                     [batch.prompts[i] for i in idx],
                     [batch.responses[i] for i in idx],
                     pad_id,
                     device,
                     None if batch.allowed is None else [batch.allowed[i] for i in idx],
+                    share_prefix=share_prefix,
                 )
                 try:
                     lp, ent = response_logprobs_and_entropy(
