@@ -188,3 +188,22 @@ def test_recompute_and_update_with_and_without_shared_prefix(tiny_policy_dir):
             torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-4)
     start = torch.cat([p.detach().flatten() for p in base.parameters()])
     assert float((got[True][3] - start).abs().max()) > 1e-4  # the update moved the weights
+
+
+def test_caches_of_another_kind_fall_back_to_full_rows(tiny_policy_dir, monkeypatch):
+    """A model whose cache layers are not plain DynamicLayers (e.g. sliding-window ones) runs
+    the prefix and the rows together instead; the result is the same."""
+    import transformers.cache_utils as cache_utils
+
+    model = _model(tiny_policy_dir).eval()
+    vocab = model.get_output_embeddings().weight.shape[0]
+    prompts, responses = _rows(vocab, seed=3)
+    prompts, responses = prompts[:5], responses[:5]
+    with torch.no_grad():
+        want = response_logprobs_and_entropy(model, pack_rows(prompts, responses, 0))
+        monkeypatch.setattr(cache_utils, "DynamicLayer", type("OtherLayer", (), {}))
+        rows = pack_rows(prompts, responses, 0, share_prefix=True)
+        assert rows.prefix_ids is not None
+        got = response_logprobs_and_entropy(model, rows)
+    torch.testing.assert_close(got[0], want[0], atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(got[1], want[1], atol=1e-5, rtol=1e-5)
