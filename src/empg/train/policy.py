@@ -150,9 +150,9 @@ def pack_rows(
     positions) when it has at least :data:`MIN_SHARED_PREFIX` tokens and there are two rows or
     more; ``input_ids`` then hold the rest of each row."""
     b = len(prompts)
-    if any(len(p) == 0 for p in prompts):
-        i = next(i for i, p in enumerate(prompts) if len(p) == 0)
-        raise ValueError(f"row {i} has an empty prompt; a response needs a context to score")
+    for i, p in enumerate(prompts):
+        if len(p) == 0:
+            raise ValueError(f"row {i} has an empty prompt; a response needs a context to score")
     shared = 0
     if share_prefix and b > 1:
         shared = min(len(p) for p in prompts) - 1
