@@ -257,6 +257,13 @@ def _configure_sft(p: argparse.ArgumentParser) -> None:
         action="store_true",
         help="drop examples whose target names something (e.g. 'vase 1') the prompt does not show",
     )
+    p.add_argument(
+        "--ema-decay",
+        type=float,
+        default=None,
+        help="end with an exponential moving average of the weights at this decay per step "
+        "(0: the last weights)",
+    )
     p.add_argument("--seed", type=int, default=0, help="SFT seed")
     p.add_argument(
         "--tokenizer-episodes",
@@ -314,6 +321,7 @@ def _run_sft(args: argparse.Namespace) -> int:
                 random_action_prob=args.random_action_prob,
                 decay_steps=args.decay_steps,
                 lr=args.lr,
+                ema_decay=args.ema_decay,
             ),
         )
         if args.grounded_only:

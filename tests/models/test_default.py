@@ -96,7 +96,7 @@ def test_cli_sft_sets_the_architecture_and_rejects_a_bad_one(tmp_path, capsys):
     small = ["--steps", "1", "--episodes", "2", "--tokenizer-episodes", "2", "--vocab-size", "300"]
     arch = ["--hidden-size", "48", "--layers", "3", "--heads", "6", "--kv-heads", "3"]
     arch += ["--intermediate-size", "80", "--lr", "1e-3"]
-    data = ["--recall-observation", "--grounded-only"]
+    data = ["--recall-observation", "--grounded-only", "--ema-decay", "0.9"]
     assert cli.main(["sft", "--out", str(out), *small, *arch, *data]) == 0
     model, _ = load_policy(out)
     c = model.config
@@ -104,7 +104,7 @@ def test_cli_sft_sets_the_architecture_and_rejects_a_bad_one(tmp_path, capsys):
     assert (c.num_key_value_heads, c.intermediate_size) == (3, 80)
     info = json.loads((out / BUILD_INFO).read_text())
     assert info["model"]["num_layers"] == 3 and info["sft"]["lr"] == 1e-3
-    assert info["sft"]["grounded_only"] is True
+    assert info["sft"]["grounded_only"] is True and info["sft"]["ema_decay"] == 0.9
     assert info["sft"]["prompt"]["recall_observation"] is True
     capsys.readouterr()
     bad = tmp_path / "bad"
@@ -114,6 +114,8 @@ def test_cli_sft_sets_the_architecture_and_rejects_a_bad_one(tmp_path, capsys):
     assert "intermediate_size must be >= 1" in capsys.readouterr().err
     assert cli.main(["sft", "--out", str(bad), *small, "--threads", "0"]) == 2
     assert "--threads must be >= 1" in capsys.readouterr().err
+    assert cli.main(["sft", "--out", str(bad), *small, "--ema-decay", "1"]) == 2
+    assert "ema_decay must be in [0, 1)" in capsys.readouterr().err
     assert not bad.exists()
 
 
@@ -160,18 +162,19 @@ def test_prompt_fields_added_later_keep_older_cache_folders_valid():
     )
 
 
-def test_sft_fields_added_later_keep_older_cache_folders_valid():
-    """``grounded_only`` (added after recipe v1) enters the key only when switched on; the
-    default recipe keeps the folder name it had before the field existed."""
+@pytest.mark.parametrize("name, value", [("grounded_only", True), ("ema_decay", 0.995)])
+def test_sft_fields_added_later_keep_older_cache_folders_valid(name, value):
+    """Fields added after recipe v1 (``grounded_only``, ``ema_decay``) enter the key only when
+    set; the default recipe keeps the folder name it had before they existed."""
     from empg.models.default import policy_dir, recipe
 
     args = (TokenizerConfig(), TinyModelConfig())
     spec = recipe("household", SFTConfig(), *args)
-    assert "grounded_only" not in spec["sft"]
-    # the folder every default build before the field existed was cached in
+    assert name not in spec["sft"]
+    # the folder every default build before the fields existed was cached in
     assert policy_dir(Path("/c"), "household", spec).name == "household-tiny-v1-3a7c0a5448c3"
-    on = recipe("household", dataclasses.replace(SFTConfig(), grounded_only=True), *args)
-    assert on["sft"]["grounded_only"] is True
+    on = recipe("household", dataclasses.replace(SFTConfig(), **{name: value}), *args)
+    assert on["sft"][name] == value
     assert policy_dir(Path("/c"), "household", on) != policy_dir(Path("/c"), "household", spec)
 
 

@@ -197,6 +197,31 @@ def test_a_budget_is_a_prefix_of_a_longer_run(small_tokenizer):
     assert all(torch.equal(v, seen[k]) for k, v in short.state_dict().items())
 
 
+def test_ema_ends_with_the_plain_loop_average_and_trains_the_same_steps(small_tokenizer):
+    ex = expert_examples(SFTConfig(episodes=4), small_tokenizer)
+    cfg = SFTConfig(steps=4, batch_size=4, warmup_steps=1)
+    raw = build_tiny_model(small_tokenizer, TinyModelConfig(num_layers=1))
+    start = [p.detach().clone().double() for p in raw.parameters()]
+    per_step = []
+    plain = train_sft(
+        raw,
+        small_tokenizer,
+        cfg,
+        ex,
+        on_step=lambda _s, m: per_step.append([p.detach().clone() for p in m.parameters()]),
+    )
+    averaged = build_tiny_model(small_tokenizer, TinyModelConfig(num_layers=1))
+    ema = train_sft(averaged, small_tokenizer, dataclasses.replace(cfg, ema_decay=0.5), ex)
+    assert ema.losses == plain.losses  # the average does not touch training
+    # plain loop: avg_0 = initial weights, avg_t = 0.5 * avg_{t-1} + 0.5 * weights_t
+    ref = start
+    for weights in per_step:
+        ref = [0.5 * a + 0.5 * w.double() for a, w in zip(ref, weights, strict=True)]
+    got = list(averaged.parameters())
+    assert all(torch.allclose(g.double(), r, atol=1e-6) for g, r in zip(got, ref, strict=True))
+    assert not all(torch.equal(g, w) for g, w in zip(got, per_step[-1], strict=True))
+
+
 def test_lr_schedule_warms_up_holds_then_decays_linearly_to_just_above_zero():
     cfg = SFTConfig(steps=10, lr=1.0, warmup_steps=2, decay_steps=4)
     got = [lr_at(s, cfg) for s in range(10)]
@@ -223,6 +248,8 @@ def test_bad_sft_configs_are_rejected():
         SFTConfig(lr=float("nan"))
     with pytest.raises(ConfigError, match="prompt_loss_weight"):
         SFTConfig(prompt_loss_weight=-0.1)
+    with pytest.raises(ConfigError, match="ema_decay"):
+        SFTConfig(ema_decay=1.0)
 
 
 def test_length_grouped_training_is_seeded_and_differs_from_plain_order(small_tokenizer):

@@ -47,7 +47,7 @@ def cache_root(cache_dir: str | os.PathLike[str] | None = None) -> Path:
 #: the recipe only when set otherwise, so folders built before they existed stay valid
 _LATER_PROMPT_FIELDS = {"recall_observation": False, "noop_observations": ("Nothing happens.",)}
 #: the same for SFT fields
-_LATER_SFT_FIELDS = {"grounded_only": False}
+_LATER_SFT_FIELDS = {"grounded_only": False, "ema_decay": 0.0}
 
 
 def _without_v1_values(fields: dict, later: dict) -> dict:

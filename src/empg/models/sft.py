@@ -77,6 +77,10 @@ class SFTConfig:
     """AdamW weight decay"""
     max_grad_norm: float = 1.0
     """gradient clipping norm"""
+    ema_decay: float = 0.0
+    """keep an exponential moving average of the weights (``avg = d * avg + (1 - d) * weights``
+    after every optimiser step, starting from the initial weights) and end with it; 0: end with
+    the last weights"""
     length_grouping: bool = False
     """draw each batch from examples of similar length (less padding, faster steps; changes the
     batch order, so it is a different run)"""
@@ -118,6 +122,8 @@ class SFTConfig:
                 f"SFTConfig.prompt_loss_weight must be a finite number >= 0, got "
                 f"{self.prompt_loss_weight}"
             )
+        if not 0.0 <= self.ema_decay < 1.0:
+            raise ConfigError(f"SFTConfig.ema_decay must be in [0, 1), got {self.ema_decay}")
         if not (self.lr > 0 and math.isfinite(self.lr)):
             raise ConfigError(f"SFTConfig.lr must be a positive finite number, got {self.lr}")
 
@@ -333,7 +339,8 @@ def train_sft(
     """Fine-tune ``model`` in place on expert examples; deterministic given ``cfg.seed``.
 
     ``on_step(step, model)`` is called after every optimiser step (1-based ``step``), e.g. to
-    evaluate checkpoints; the model is in train mode again when it returns.
+    evaluate checkpoints; the model is in train mode again when it returns. With
+    ``cfg.ema_decay``, it sees the current weights, and the model ends with their average.
     """
     import torch
 
@@ -343,6 +350,8 @@ def train_sft(
     encoded = encode_examples(examples, tokenizer, cfg.max_length)
     gen = torch.Generator().manual_seed(cfg.seed)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    params = list(model.parameters())
+    avg = [p.detach().clone() for p in params] if cfg.ema_decay else None
     model.train()
     losses: list[float] = []
     batches: list[list[int]] = []
@@ -367,12 +376,20 @@ def train_sft(
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
         opt.step()
+        if avg is not None:
+            with torch.no_grad():
+                for a, p in zip(avg, params, strict=True):
+                    a.lerp_(p, 1 - cfg.ema_decay)
         losses.append(float(loss.detach()))
         if cfg.log_every and (step + 1) % cfg.log_every == 0:
             print(f"sft step {step + 1}/{cfg.steps} loss {losses[-1]:.4f}", flush=True)
         if on_step is not None:
             on_step(step + 1, model)
             model.train()
+    if avg is not None:
+        with torch.no_grad():
+            for a, p in zip(avg, params, strict=True):
+                p.copy_(a)
     model.eval()
     return SFTStats(
         losses=losses,
