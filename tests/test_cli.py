@@ -162,3 +162,15 @@ def test_play_real_alfworld_in_a_subprocess(tmp_path):
     assert "Your task is to: put a apple in diningtable." in proc.stdout
     assert "[expert] look" in proc.stdout
     assert f"[end] won after {len(moves)} steps, return 1" in proc.stdout
+
+
+def test_train_and_eval_config_errors_are_one_line_not_a_traceback(capsys):
+    from empg import cli
+
+    assert cli.main(["train", "algo.no_such_knob=1"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("empg train: error: ") and "no_such_knob" in err
+    assert "Traceback" not in err
+    assert cli.main(["eval", "eval.episodes=many"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("empg eval: error: ") and "eval.episodes" in err

@@ -414,7 +414,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not getattr(args, "_run", None):
         parser.print_help()
         return 2
-    return int(args._run(args))
+    from empg.errors import ConfigError
+
+    try:
+        return int(args._run(args))
+    except ConfigError as exc:  # a bad key, value or run folder: one line, no traceback
+        print(f"empg {args.command}: error: {exc}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":
