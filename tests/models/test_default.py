@@ -127,8 +127,12 @@ def test_a_first_use_build_reports_progress_and_a_cached_load_does_not(tmp_path)
     assert steps and steps[-1].startswith("[empg] warm start: SFT step 4/4")
     assert "min left" in steps[-1]
     again: list[str] = []
-    default_policy(tmp_path, **{**TINY, "sft": sft}, log=again.append)
+    _, _, path = default_policy(tmp_path, **{**TINY, "sft": sft}, log=again.append)
     assert again == []
+    # the build info says what the build's arithmetic ran on, to compare builds across machines
+    env = json.loads((path / BUILD_INFO).read_text())["built_on"]
+    assert env["torch"] == torch.__version__ and env["torch_threads"] == torch.get_num_threads()
+    assert env["cpu"] and env["cpu_capability"] and env["transformers"] and env["tokenizers"]
 
 
 def test_prompt_fields_added_later_keep_older_cache_folders_valid():

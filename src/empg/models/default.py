@@ -111,9 +111,46 @@ def build_policy(
         "tokenizer_seconds": round(t_tok, 2),
         "sft_seconds": round(stats.seconds, 2),
         "build_seconds": round(time.perf_counter() - t0, 2),
+        "built_on": build_environment(),
     }
     (out / BUILD_INFO).write_text(json.dumps(info, indent=2, default=str))
     return model, tokenizer, info
+
+
+def build_environment() -> dict[str, Any]:
+    """What a build's floating-point results may depend on: library versions, the CPU, threads.
+
+    Builds of one recipe differ between CPUs (docs/models.md); this goes into the build info
+    so that two builds can be compared.
+    """
+    import platform
+
+    import tokenizers
+    import torch
+    import transformers
+
+    cpu = platform.processor() or platform.machine()
+    try:  # Linux: the model name and, for x86, family / model, which processor() lacks
+        fields = dict(
+            line.split(":", 1)
+            for line in Path("/proc/cpuinfo").read_text().splitlines()[:30]
+            if ":" in line
+        )
+        fields = {k.strip(): v.strip() for k, v in fields.items()}
+        cpu = fields.get("model name", cpu)
+        if "cpu family" in fields:
+            cpu += f" (family {fields['cpu family']}, model {fields.get('model', '?')})"
+    except OSError:
+        pass
+    return {
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "transformers": transformers.__version__,
+        "tokenizers": tokenizers.__version__,
+        "cpu": cpu,
+        "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+        "torch_threads": torch.get_num_threads(),
+    }
 
 
 def _progress(total: int, log: Callable[[str], None]) -> Callable[[int, Any], None]:
