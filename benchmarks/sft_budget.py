@@ -4,7 +4,7 @@
     python benchmarks/sft_budget.py --history 1 --past-actions 12 --save-dir runs/sft
     python benchmarks/sft_budget.py --init runs/sft/step_900 --steps 300 --decay-steps 300 \
         --length-grouping --seed 1 --eval-at 300 --episodes 50 --splits valid_seen,valid_unseen
-    python benchmarks/sft_budget.py --default-recipe --ema 0.995 --eval-at 600,900,1200 \
+    python benchmarks/sft_budget.py --default-recipe --ema 0.995 --eval-at 900,1200 \
         --episodes 100 --splits train@1500,valid_seen,valid_unseen --threads 2 --save-dir runs/sft
 
 Builds the default tokenizer and tiny model, trains with ``train_sft`` (budgets are prefixes
@@ -69,7 +69,7 @@ def main() -> None:
     from empg.agent.prompts import PromptConfig
     from empg.models.default import default_configs, load_policy
     from empg.models.evaluate import EvalConfig, evaluate_policy
-    from empg.models.sft import SFTConfig, expert_examples, train_sft
+    from empg.models.sft import SFTConfig, expert_examples, train_sft, update_average
     from empg.models.tiny import TinyModelConfig, build_tiny_model
     from empg.models.tokenizer import TokenizerConfig, train_tokenizer
 
@@ -112,31 +112,30 @@ def main() -> None:
         f"max {max(lengths)} ({time.perf_counter() - t0:.1f}s)",
         flush=True,
     )
+    labels = args.splits.split(",")  # split or split@first_seed
     evals = [
         EvalConfig(
-            split=split.partition("@")[0],
-            first_seed=int(split.partition("@")[2] or 0),
+            split=label.partition("@")[0],
+            first_seed=int(label.partition("@")[2] or 0),
             episodes=args.episodes,
             horizon=args.horizon,
             temperature=args.temperature,
             prompt=prompt,
             env_kwargs=env_kwargs,
         )
-        for split in args.splits.split(",")
+        for label in labels
     ]
 
     avg = copy.deepcopy(model) if args.ema else None
 
     def on_step(step: int, m) -> None:
         if avg is not None:
-            with torch.no_grad():
-                for a, w in zip(avg.parameters(), m.parameters(), strict=True):
-                    a.lerp_(w, 1 - args.ema)
+            update_average(list(avg.parameters()), list(m.parameters()), args.ema)
         if step not in checkpoints:
             return
         arms = [("weights", m)] + ([(f"ema{args.ema:g}", avg)] if avg is not None else [])
         for name, net in arms:
-            for ev, label in zip(evals, args.splits.split(","), strict=True):
+            for ev, label in zip(evals, labels, strict=True):
                 r = evaluate_policy(net, tok, ev)
                 print(
                     f"step {step}  {name}  {label}  {time.perf_counter() - t0:.0f}s  success "

@@ -329,6 +329,15 @@ def lr_at(step: int, cfg: SFTConfig) -> float:
     return lr
 
 
+def update_average(avg: Any, params: Any, decay: float) -> None:
+    """One EMA step in place: ``a = decay * a + (1 - decay) * p`` for each pair (no grad)."""
+    import torch
+
+    with torch.no_grad():
+        for a, p in zip(avg, params, strict=True):
+            a.lerp_(p, 1 - decay)
+
+
 def train_sft(
     model: Any,
     tokenizer: Any,
@@ -377,9 +386,7 @@ def train_sft(
         torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
         opt.step()
         if avg is not None:
-            with torch.no_grad():
-                for a, p in zip(avg, params, strict=True):
-                    a.lerp_(p, 1 - cfg.ema_decay)
+            update_average(avg, params, cfg.ema_decay)
         losses.append(float(loss.detach()))
         if cfg.log_every and (step + 1) % cfg.log_every == 0:
             print(f"sft step {step + 1}/{cfg.steps} loss {losses[-1]:.4f}", flush=True)
