@@ -219,7 +219,7 @@ def default_policy(
     """The warm-started tiny policy for ``env``: (model, tokenizer, folder).
 
     ``sft`` and ``model_config`` left out take :func:`default_configs`' values. Built on first
-    use (tokenizer, model, SFT; 31 to 55 minutes on 2 CPU cores for household's wider build,
+    use (tokenizer, model, SFT; 30 to 55 minutes on 2 CPU cores for household's wider build,
     with progress lines to ``log`` when given) and saved under :func:`cache_root`; later calls
     load the folder. The folder name carries a hash of every setting, so passing other configs
     builds (and caches) another policy.

@@ -112,7 +112,7 @@ class Trainer:
         if cfg.model.path == "default":
             log(
                 "[empg] loading the default tiny policy (on first use it is built: tokenizer, "
-                "model and supervised warm start, 31 to 55 minutes on 2 CPU cores for "
+                "model and supervised warm start, 30 to 55 minutes on 2 CPU cores for "
                 "household's; cached)"
             )
         t0 = time.perf_counter()
