@@ -190,7 +190,7 @@ def test_the_default_household_policy_is_the_wider_build():
     assert (arch.num_layers, arch.num_heads, arch.num_kv_heads) == (4, 4, 2)
     assert sft == dataclasses.replace(SFTConfig(), lr=1.5e-3)  # the rest as the class defaults
     spec = recipe("household", sft, TokenizerConfig(), arch)
-    # the folder the default household policy is cached in; a change here rebuilds (31-55 min)
+    # the folder the default household policy is cached in; a change here rebuilds (30-55 min)
     assert policy_dir(Path("/c"), "household", spec).name == "household-tiny-v1-e2813f5f0b65"
     for env in ("shop", "search"):  # not measured wider there: they keep the class defaults
         assert default_configs(env) == (SFTConfig(env=env), TinyModelConfig())
