@@ -8,6 +8,7 @@
 * :func:`evaluate_policy` / :class:`EvalConfig` - a plain batched episode loop (evaluate.py)
 * :func:`default_policy` / :func:`load_policy` - build once, cache, load (default.py);
   :func:`default_configs` - its recipe per environment (4.7M parameters on household)
+* :class:`BuildCheck` / :func:`default_check` - the check a new build must pass (check.py)
 """
 
 from __future__ import annotations
@@ -33,6 +34,9 @@ _EXPORTS = {
     "evaluate_policy": "evaluate",
     "expert_action_accuracy": "evaluate",
     "generate_responses": "evaluate",
+    "BuildCheck": "check",
+    "check_success": "check",
+    "default_check": "check",
     "build_policy": "default",
     "cache_root": "default",
     "default_configs": "default",
