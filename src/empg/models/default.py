@@ -302,6 +302,7 @@ def _build_checked(
         )
         if check is None:
             return tmp
+        say(f"[empg] warm start check: playing {check.describe()}")
         t0 = time.perf_counter()
         rate = check_success(model, tokenizer, env, run.prompt, check, run.env_kwargs)
         del model
