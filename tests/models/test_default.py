@@ -119,7 +119,9 @@ def test_cli_sft_sets_the_architecture_and_rejects_a_bad_one(tmp_path, capsys):
     assert not bad.exists()
 
 
-def test_a_first_use_build_reports_progress_and_a_cached_load_does_not(tmp_path):
+def test_a_first_use_build_reports_progress_and_a_cached_load_does_not(tmp_path, monkeypatch):
+    monkeypatch.setenv("MKL_CBWR", "AVX2")  # recorded: it changes which kernels run
+    monkeypatch.delenv("ATEN_CPU_CAPABILITY", raising=False)
     lines: list[str] = []
     sft = SFTConfig(episodes=3, steps=4, batch_size=4)
     default_policy(tmp_path, **{**TINY, "sft": sft}, log=lines.append)
@@ -133,6 +135,8 @@ def test_a_first_use_build_reports_progress_and_a_cached_load_does_not(tmp_path)
     env = json.loads((path / BUILD_INFO).read_text())["built_on"]
     assert env["torch"] == torch.__version__ and env["torch_threads"] == torch.get_num_threads()
     assert env["cpu"] and env["cpu_capability"] and env["transformers"] and env["tokenizers"]
+    assert env["numerics_env"]["MKL_CBWR"] == "AVX2"
+    assert "ATEN_CPU_CAPABILITY" not in env["numerics_env"]  # only the variables that are set
 
 
 def test_prompt_fields_added_later_keep_older_cache_folders_valid():

@@ -120,8 +120,20 @@ def build_policy(
     return model, tokenizer, info
 
 
+#: environment variables that change which CPU kernels run, hence a build's rounding
+NUMERICS_ENV = (
+    "ATEN_CPU_CAPABILITY",
+    "MKL_CBWR",
+    "MKL_ENABLE_INSTRUCTIONS",
+    "ONEDNN_MAX_CPU_ISA",
+    "OMP_NUM_THREADS",
+    "MKL_NUM_THREADS",
+)
+
+
 def build_environment() -> dict[str, Any]:
-    """What a build's floating-point results may depend on: library versions, the CPU, threads.
+    """What a build's floating-point results may depend on: library versions, the CPU, threads
+    and the environment variables in :data:`NUMERICS_ENV` that are set.
 
     Builds of one recipe differ between CPUs (docs/models.md); this goes into the build info
     so that two builds can be compared.
@@ -153,6 +165,7 @@ def build_environment() -> dict[str, Any]:
         "cpu": cpu,
         "cpu_capability": torch.backends.cpu.get_cpu_capability(),
         "torch_threads": torch.get_num_threads(),
+        "numerics_env": {k: os.environ[k] for k in NUMERICS_ENV if k in os.environ},
     }
 
 
