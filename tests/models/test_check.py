@@ -127,6 +127,9 @@ def test_auto_checks_the_default_household_recipe_only():
     sft, arch = default_configs("household")
     tok = TokenizerConfig()
     assert resolve_check("auto", "household", sft, tok, arch) is HOUSEHOLD_CHECK
+    # what `empg train` asks for with the default config (env.kwargs = {})
+    trainer_sft, trainer_arch = default_configs("household", {})
+    assert resolve_check("auto", "household", trainer_sft, tok, trainer_arch) is HOUSEHOLD_CHECK
     # another recipe, a task mix, another environment: no calibrated threshold
     other = dataclasses.replace(sft, steps=900)
     assert resolve_check("auto", "household", other, tok, arch) is None
