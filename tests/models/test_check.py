@@ -156,3 +156,14 @@ def test_default_check_and_its_validation():
             BuildCheck(**bad)
     with pytest.raises(ConfigError, match="attempts must be >= 1"):
         BuildCheck(min_success=0.1, attempts=0)
+
+
+def test_the_trainer_names_the_check_of_the_policy_it_loads(tmp_path):
+    from empg.train.trainer import _check_summary
+
+    check = BuildCheck(min_success=0.0, **SMALL)
+    _, _, checked = default_policy(tmp_path / "a", **TINY, check=check)
+    assert _check_summary(checked) == ", checked: 0.0% on the build check (passed)"
+    _, _, plain = default_policy(tmp_path / "b", **TINY, check=None)
+    assert _check_summary(plain) == ""
+    assert _check_summary(tmp_path / "missing") == ""

@@ -69,7 +69,9 @@ def load_model(cfg: TrainConfig, path: str | None = None, log: Callable[[str], N
         builtin = cfg.env.name in ("household", "shop", "search")
         warm_env = cfg.env.name if builtin else "household"
         sft, arch = default_configs(warm_env, cfg.env.kwargs if builtin else None)
-        model, tokenizer, _ = default_policy(env=warm_env, sft=sft, model_config=arch, log=log)
+        model, tokenizer, folder = default_policy(env=warm_env, sft=sft, model_config=arch, log=log)
+        if log is not None:
+            log(f"[empg] default policy: {folder}{_check_summary(folder)}")
     else:
         model, tokenizer = load_policy(path or cfg.model.path)
     if cfg.model.fold_gqa:
@@ -86,6 +88,22 @@ def load_model(cfg: TrainConfig, path: str | None = None, log: Callable[[str], N
             ),
         )
     return model, tokenizer
+
+
+def _check_summary(folder: Path) -> str:
+    """', checked: 16.0% on the build check (passed)' from a build's info, or '' if unchecked."""
+    from empg.models.default import BUILD_INFO
+
+    try:
+        check = json.loads((folder / BUILD_INFO).read_text()).get("check")
+    except (OSError, ValueError):
+        return ""
+    attempts = (check or {}).get("attempts") or []
+    kept = next((a for a in attempts if a["sft_seed"] == check.get("kept_sft_seed")), None)
+    if kept is None:
+        return ""
+    verdict = "passed" if check["passed"] else "below the threshold"
+    return f", checked: {kept['success']:.1%} on the build check ({verdict})"
 
 
 def print_now(message: str) -> None:
