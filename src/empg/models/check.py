@@ -15,7 +15,7 @@ SFT seed when it wins less often than :attr:`BuildCheck.min_success`.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any
 
 from empg.errors import ConfigError
@@ -59,9 +59,6 @@ class BuildCheck:
             f"{self.episodes} {self.split} tasks (seeds {self.first_seed}-{last}, "
             f"T={self.temperature:g})"
         )
-
-    def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 #: household's default build: good builds of the default recipe won 16-19.5% of the check's

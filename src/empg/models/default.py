@@ -338,7 +338,7 @@ def _build_checked(
             break
         if i + 1 < check.attempts:
             say(
-                "[empg] a weak build (some machines' arithmetic gives one: docs/models.md); "
+                "[empg] the build is below the check's threshold (docs/models.md); "
                 f"building again with SFT seed {run.seed + 1} (another 30 to 55 minutes)"
             )
     assert best is not None and check is not None
@@ -351,7 +351,7 @@ def _build_checked(
     info_path = kept / BUILD_INFO
     info = json.loads(info_path.read_text())
     info["check"] = {
-        **check.as_dict(),
+        **asdict(check),
         "attempts": attempts,
         "kept_sft_seed": kept_seed,
         "passed": kept_rate >= check.min_success,
