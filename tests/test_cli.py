@@ -118,8 +118,10 @@ def test_play_step_limit(monkeypatch, capsys):
 def test_play_unknown_env_and_bad_args(monkeypatch, capsys):
     code, _, err = _run(monkeypatch, capsys, ["play", "_test_cli_dor"])
     assert code == 2 and "Did you mean '_test_cli_door'?" in err
+    assert err.startswith("empg play: error: ")
     code, _, err = _run(monkeypatch, capsys, ["play", "_test_cli_door", "--arg", "colour=red"])
     assert code == 2 and "cannot build environment" in err and "colour" in err
+    assert err.startswith("empg play: error: ")
     with pytest.raises(SystemExit, match="KEY=VALUE"):
         cli.main(["play", "_test_cli_door", "--arg", "nonsense"])
 
@@ -174,3 +176,46 @@ def test_train_and_eval_config_errors_are_one_line_not_a_traceback(capsys):
     assert cli.main(["eval", "eval.episodes=many"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("empg eval: error: ") and "eval.episodes" in err
+
+
+def test_missing_model_or_checkpoint_is_one_line(tmp_path, capsys):
+    from empg import cli
+
+    missing = tmp_path / "nowhere"
+    assert cli.main(["eval", "--checkpoint", str(missing)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("empg eval: error: --checkpoint ") and "no model/ folder" in err
+    assert err.count("\n") == 1
+    assert cli.main(["eval", f"model.path={missing}"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("empg eval: error: model path ") and "no such folder" in err
+    (tmp_path / "empty").mkdir()
+    assert cli.main(["eval", f"model.path={tmp_path / 'empty'}"]) == 2
+    assert "no config.json" in capsys.readouterr().err
+
+
+def test_a_run_that_cannot_go_on_exits_1_with_one_line(monkeypatch, capsys):
+    """The CLI's mapping of a diverged run to exit status 1 (the trainer is replaced: what is
+    tested is the CLI, the divergence itself is tested in tests/train)."""
+    from empg import cli
+    from empg.errors import TrainingDivergedError
+    from empg.train import trainer
+
+    class Diverging:
+        def __init__(self, cfg, resume=False):
+            pass
+
+        def run(self):
+            raise TrainingDivergedError("5 consecutive updates had a non-finite loss")
+
+    monkeypatch.setattr(trainer, "Trainer", Diverging)
+    assert cli.main(["train", "iterations=1"]) == 1
+    err = capsys.readouterr().err
+    assert err == "empg train: error: 5 consecutive updates had a non-finite loss\n"
+
+
+def test_sft_errors_use_the_same_format(tmp_path, capsys):
+    from empg import cli
+
+    assert cli.main(["sft", "--out", str(tmp_path / "p"), "--threads", "0"]) == 2
+    assert capsys.readouterr().err == "empg sft: error: --threads must be >= 1, got 0\n"

@@ -203,7 +203,7 @@ def _run_play(args: argparse.Namespace) -> int:
     if args.name not in names():
         from empg.envs import ENVIRONMENTS
 
-        print(f"empg: {ENVIRONMENTS.unknown_message(args.name)}", file=sys.stderr)
+        print(f"empg play: error: {ENVIRONMENTS.unknown_message(args.name)}", file=sys.stderr)
         return 2
     kwargs = _parse_kwargs(args.arg)
     if args.split is not None:
@@ -213,7 +213,7 @@ def _run_play(args: argparse.Namespace) -> int:
     try:
         env = make(args.name, **kwargs)
     except (ImportError, ValueError, TypeError, OSError) as exc:
-        print(f"empg: cannot build environment {args.name!r}: {exc}", file=sys.stderr)
+        print(f"empg play: error: cannot build environment {args.name!r}: {exc}", file=sys.stderr)
         return 2
     try:
         return play(env, args.seed, sys.stdin, sys.stdout)
@@ -301,7 +301,7 @@ def _configure_sft(p: argparse.ArgumentParser) -> None:
 def _run_sft(args: argparse.Namespace) -> int:
     import dataclasses
 
-    from empg.errors import ConfigError, EmpgError
+    from empg.errors import ConfigError
     from empg.models.default import build_policy, default_configs
     from empg.models.evaluate import EvalConfig, evaluate_policy
     from empg.models.tokenizer import TokenizerConfig
@@ -309,57 +309,53 @@ def _run_sft(args: argparse.Namespace) -> int:
     def pick(**kw: Any) -> dict[str, Any]:
         return {k: v for k, v in kw.items() if v is not None}
 
-    try:
-        # unset options take the default policy's recipe, so `empg sft --out DIR` rebuilds it
-        base_sft, base_arch = default_configs(args.env)
+    # unset options take the default policy's recipe, so `empg sft --out DIR` rebuilds it
+    base_sft, base_arch = default_configs(args.env)
+    sft = dataclasses.replace(
+        base_sft,
+        seed=args.seed,
+        **pick(
+            steps=args.steps,
+            episodes=args.episodes,
+            random_action_prob=args.random_action_prob,
+            decay_steps=args.decay_steps,
+            lr=args.lr,
+            ema_decay=args.ema_decay,
+        ),
+    )
+    if args.grounded_only:
+        sft = dataclasses.replace(sft, grounded_only=True)
+    if args.recall_observation:
         sft = dataclasses.replace(
-            base_sft,
-            seed=args.seed,
-            **pick(
-                steps=args.steps,
-                episodes=args.episodes,
-                random_action_prob=args.random_action_prob,
-                decay_steps=args.decay_steps,
-                lr=args.lr,
-                ema_decay=args.ema_decay,
-            ),
+            sft, prompt=dataclasses.replace(sft.prompt, recall_observation=True)
         )
-        if args.grounded_only:
-            sft = dataclasses.replace(sft, grounded_only=True)
-        if args.recall_observation:
-            sft = dataclasses.replace(
-                sft, prompt=dataclasses.replace(sft.prompt, recall_observation=True)
-            )
-        tok = TokenizerConfig(
-            **pick(episodes_per_env=args.tokenizer_episodes, vocab_size=args.vocab_size)
-        )
-        arch = dataclasses.replace(
-            base_arch,
-            **pick(
-                hidden_size=args.hidden_size,
-                num_layers=args.layers,
-                num_heads=args.heads,
-                num_kv_heads=args.kv_heads,
-                intermediate_size=args.intermediate_size,
-            ),
-        )
-        if args.threads is not None:
-            if args.threads < 1:
-                raise ConfigError(f"--threads must be >= 1, got {args.threads}")
-            import torch
+    tok = TokenizerConfig(
+        **pick(episodes_per_env=args.tokenizer_episodes, vocab_size=args.vocab_size)
+    )
+    arch = dataclasses.replace(
+        base_arch,
+        **pick(
+            hidden_size=args.hidden_size,
+            num_layers=args.layers,
+            num_heads=args.heads,
+            num_kv_heads=args.kv_heads,
+            intermediate_size=args.intermediate_size,
+        ),
+    )
+    if args.threads is not None:
+        if args.threads < 1:
+            raise ConfigError(f"--threads must be >= 1, got {args.threads}")
+        import torch
 
-            torch.set_num_threads(args.threads)
-        model, tokenizer, info = build_policy(
-            args.out,
-            args.env,
-            sft=sft,
-            tokenizer_config=tok,
-            model_config=arch,
-            log=lambda m: print(m, flush=True),
-        )
-    except EmpgError as exc:
-        print(f"empg: {exc}", file=sys.stderr)
-        return 2
+        torch.set_num_threads(args.threads)
+    model, tokenizer, info = build_policy(
+        args.out,
+        args.env,
+        sft=sft,
+        tokenizer_config=tok,
+        model_config=arch,
+        log=lambda m: print(m, flush=True),
+    )
     print(
         f"saved {args.out}: {info['parameters']:,} parameters, vocabulary {info['vocab_size']}, "
         f"{info['sft_examples']} examples, final loss {info['sft_final_loss']:.4f}, "
@@ -414,13 +410,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not getattr(args, "_run", None):
         parser.print_help()
         return 2
-    from empg.errors import ConfigError
+    from empg.errors import (
+        CheckpointError,
+        ConfigError,
+        InputError,
+        TrainingDivergedError,
+        UnknownNameError,
+    )
 
+    # expected failures print one line in argparse's format, no traceback: bad input exits 2
+    # (as argparse does), a run that cannot go on (no checkpoint to resume, divergence) exits 1
     try:
         return int(args._run(args))
-    except ConfigError as exc:  # a bad key, value or run folder: one line, no traceback
+    except (ConfigError, InputError, UnknownNameError) as exc:
         print(f"empg {args.command}: error: {exc}", file=sys.stderr)
         return 2
+    except (CheckpointError, TrainingDivergedError) as exc:
+        print(f"empg {args.command}: error: {exc}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

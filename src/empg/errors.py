@@ -28,3 +28,11 @@ class UnknownNameError(EmpgError, KeyError):
 
 class ConfigError(EmpgError, ValueError):
     """A configuration value is invalid or inconsistent with another one."""
+
+
+class CheckpointError(EmpgError, RuntimeError):
+    """A checkpoint is missing or unreadable."""
+
+
+class TrainingDivergedError(EmpgError, RuntimeError):
+    """Too many consecutive updates had a non-finite loss or gradient."""

@@ -191,9 +191,18 @@ def load_policy(path: str | os.PathLike[str]) -> tuple[Any, Any]:
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    tokenizer = AutoTokenizer.from_pretrained(str(path), padding_side="left")
+    text = os.fspath(path)
+    local = Path(text).expanduser()
+    if text.startswith(("/", ".", "~")) or os.path.isabs(text):
+        # a local path, not a hub id: say what is missing instead of a hub lookup error
+        if not local.is_dir():
+            raise ConfigError(f"model path {text!r}: no such folder")
+        if not (local / "config.json").is_file():
+            raise ConfigError(f"model path {text!r}: the folder has no config.json")
+        text = str(local)
+    tokenizer = AutoTokenizer.from_pretrained(text, padding_side="left")
     model = AutoModelForCausalLM.from_pretrained(
-        str(path), dtype=torch.float32, attn_implementation="sdpa"
+        text, dtype=torch.float32, attn_implementation="sdpa"
     )
     model.eval()
     if tokenizer.pad_token_id is None:  # generic causal LMs often have none

@@ -19,11 +19,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from empg.errors import EmpgError
-
-
-class CheckpointError(EmpgError, RuntimeError):
-    """A checkpoint is missing or unreadable."""
+from empg.errors import CheckpointError  # defined there so the CLI can catch it without torch
 
 
 def _fsync_dir(path: Path) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from pathlib import Path
 
 from empg.train.config import TrainConfig
 from empg.train.schema import help_lines
@@ -52,12 +53,20 @@ def configure_eval(p: argparse.ArgumentParser) -> None:
 
 def run_eval(args: argparse.Namespace) -> int:
     from empg.agent.generation import HFBackend
+    from empg.errors import ConfigError
     from empg.train.config import load_config
     from empg.train.rollouts import evaluate
     from empg.train.trainer import load_model
 
     cfg = load_config(args.config, args.overrides)
-    path = f"{args.checkpoint}/model" if args.checkpoint else None
+    path = None
+    if args.checkpoint:
+        path = str(Path(args.checkpoint).expanduser() / "model")
+        if not Path(path).is_dir():
+            raise ConfigError(
+                f"--checkpoint {args.checkpoint}: no model/ folder there (a run's checkpoints "
+                "are <run_dir>/checkpoints/iter_XXXXXX)"
+            )
     model, tokenizer = load_model(cfg, path)
     model.eval()
     record = evaluate(HFBackend(model, tokenizer), cfg, 0)

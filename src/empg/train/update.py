@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import torch
 
 from empg.algos.losses import aggregate_loss, kl_penalty, masked_mean, ppo_policy_loss
-from empg.errors import EmpgError, NonFiniteError
+from empg.errors import NonFiniteError, TrainingDivergedError
 from empg.train.config import AlgoConfig, OptimConfig
 from empg.train.policy import (
     RowAllowed,
@@ -20,10 +20,6 @@ from empg.train.policy import (
     pack_rows,
     response_logprobs_and_entropy,
 )
-
-
-class TrainingDivergedError(EmpgError, RuntimeError):
-    """Too many consecutive updates had a non-finite loss or gradient."""
 
 
 @dataclass
