@@ -266,6 +266,19 @@ def test_inverse_cdf_sampling_matches_the_weights():
     assert drawn.tolist() == (torch.arange(1000) % 7).tolist()
 
 
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_sampling_on_cuda_with_a_cpu_generator_draws_the_cpu_tokens():
+    """The trainer's generators live on the CPU; logits on a GPU must sample, and the same
+    tokens as the same logits on the CPU (the uniform draws come from the CPU generator)."""
+    logits = torch.randn(64, 500, generator=torch.Generator().manual_seed(0))
+    cfg = GenerationConfig(temperature=0.7, top_p=0.9)
+    on_cpu = sample_next(logits, cfg, torch.Generator().manual_seed(3))
+    on_gpu = sample_next(logits.cuda(), cfg, torch.Generator().manual_seed(3))
+    assert on_gpu.device.type == "cuda"
+    assert on_gpu.cpu().tolist() == on_cpu.tolist()
+
+
 @pytest.mark.parametrize("temperature", [0.0, 1.0])
 def test_prefix_cache_equals_full_prefill(backend, tokenizer, temperature):
     """Turn 2 prompts that extend, partly share or repeat turn 1's: with the cache only the

@@ -140,6 +140,22 @@ def test_aggregate_golden():
     assert empg.aggregate_loss(loss, mask, "seq-mean-token-sum-norm").item() == pytest.approx(
         10 / 6
     )
+    # Dr. GRPO's constant: B * norm_len, whatever the padding; padding alone changes nothing
+    assert empg.aggregate_loss(
+        loss, mask, "seq-mean-token-sum-norm", norm_len=8
+    ).item() == pytest.approx(10 / 16)
+    padded = torch.cat([loss, torch.full((2, 4), 7.0)], dim=1)
+    padded_mask = torch.cat([mask, torch.zeros(2, 4, dtype=mask.dtype)], dim=1)
+    assert empg.aggregate_loss(
+        padded, padded_mask, "seq-mean-token-sum-norm", norm_len=8
+    ).item() == pytest.approx(10 / 16)
+    for mode in ("token-mean", "seq-mean-token-mean", "seq-mean-token-sum"):  # ignored there
+        assert empg.aggregate_loss(loss, mask, mode, norm_len=8) == empg.aggregate_loss(
+            loss, mask, mode
+        )
+    for bad in (0, -3, 2.5, True):
+        with pytest.raises(InputError, match="norm_len"):
+            empg.aggregate_loss(loss, mask, "seq-mean-token-sum-norm", norm_len=bad)
     empty = empg.aggregate_loss(loss.requires_grad_(), torch.zeros(2, 3), "token-mean")
     assert empty.item() == 0.0
     empty.backward()  # still connected to the graph

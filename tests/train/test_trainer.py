@@ -21,6 +21,7 @@ from train_helpers import tiny_overrides
 
 from empg.agent.batch import Trajectory
 from empg.agent.generation import HFBackend
+from empg.algos.losses import LOSS_AGG_MODES
 from empg.envs import TextEnv, register
 from empg.train.advantages import batch_advantages
 from empg.train.checkpoint import latest_checkpoint
@@ -368,7 +369,7 @@ def test_metrics_json_lines_are_valid(tiny_policy_dir, tmp_path):
         json.loads(line)
 
 
-@pytest.mark.parametrize("agg", ["token-mean", "seq-mean-token-mean"])
+@pytest.mark.parametrize("agg", LOSS_AGG_MODES)
 def test_micro_batching_does_not_change_the_update(tiny_policy_dir, agg):
     """One mini-batch split into micro-batches (sorted by length) gives the gradient of the
     unsplit mini-batch: compare the parameters after one plain SGD step."""

@@ -163,9 +163,11 @@ def _inverse_cdf(weights: torch.Tensor, generator: torch.Generator | None) -> to
     cumulative weight equals their predecessor's; a draw rounded up to the total is clamped to
     the row's last positive index)."""
     cum = weights.cumsum(dim=-1, dtype=torch.float64)
-    u = torch.rand(
-        (weights.shape[0], 1), generator=generator, dtype=torch.float64, device=weights.device
-    )
+    # draw on the generator's device (the trainer's generators live on the CPU) and move the
+    # draws: the same numbers whether the model runs on the CPU or a GPU
+    where = generator.device if generator is not None else weights.device
+    u = torch.rand((weights.shape[0], 1), generator=generator, dtype=torch.float64, device=where)
+    u = u.to(weights.device)
     idx = torch.searchsorted(cum, u * cum[:, -1:], right=True).squeeze(-1)
     last = weights.shape[-1] - 1 - (weights.flip(-1) > 0).to(torch.int8).argmax(dim=-1)
     return torch.minimum(idx, last)

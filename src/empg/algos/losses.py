@@ -45,26 +45,37 @@ def _mask_and_check(name_values: dict[str, torch.Tensor], response_mask: torch.T
 
 
 def aggregate_loss(
-    loss_mat: torch.Tensor, response_mask: torch.Tensor, mode: str = "token-mean"
+    loss_mat: torch.Tensor,
+    response_mask: torch.Tensor,
+    mode: str = "token-mean",
+    norm_len: int | None = None,
 ) -> torch.Tensor:
     """Reduce a ``(B, L)`` per-token loss to a scalar.
 
     * ``token-mean``: sum over all response tokens / number of response tokens (DAPO).
     * ``seq-mean-token-mean``: mean over sequences of each sequence's token mean (GRPO paper).
     * ``seq-mean-token-sum``: mean over sequences of each sequence's token sum.
-    * ``seq-mean-token-sum-norm``: token sum over the batch / (B * L) (Dr. GRPO, constant norm).
+    * ``seq-mean-token-sum-norm``: token sum over the batch / (B * norm_len) (Dr. GRPO). Dr. GRPO
+      divides by a constant, the generation budget: pass it as ``norm_len`` (e.g. the maximum
+      number of response tokens); left ``None`` it is the tensor's width ``L``, which then
+      depends on how the batch was padded or split.
 
     Sequences with no response token are left out of sequence means. An all-masked batch
     gives 0 (connected to the graph, so ``backward`` still works).
     """
     if mode not in LOSS_AGG_MODES:
         raise InputError(f"loss_agg_mode must be one of {LOSS_AGG_MODES}, got {mode!r}")
+    if norm_len is not None and (
+        isinstance(norm_len, bool) or int(norm_len) != norm_len or norm_len < 1
+    ):
+        raise InputError(f"norm_len must be a positive integer or None, got {norm_len!r}")
     m = _mask_and_check({"loss_mat": loss_mat}, response_mask)
     x = torch.where(m, loss_mat, torch.zeros((), dtype=loss_mat.dtype, device=loss_mat.device))
     if mode == "token-mean":
         return x.sum() / m.sum().clamp_min(1)
     if mode == "seq-mean-token-sum-norm":
-        return x.sum() / max(1, m.numel())
+        width = m.shape[1] if norm_len is None else int(norm_len)
+        return x.sum() / max(1, m.shape[0] * width)
     tok = m.sum(dim=1)  # (B,)
     seq = x.sum(dim=1)
     if mode == "seq-mean-token-mean":
@@ -96,6 +107,7 @@ def ppo_policy_loss(
     clip_ratio_high: float | None = None,
     clip_ratio_c: float | None = None,
     loss_agg_mode: str = "token-mean",
+    norm_len: int | None = None,
 ) -> PolicyLossOutput:
     """PPO clipped surrogate with separate low/high clip ratios and optional dual clip.
 
@@ -110,7 +122,7 @@ def ppo_policy_loss(
         response_mask: ``(B, L)`` 0/1.
         clip_ratio_low, clip_ratio_high: epsilons; ``high=None`` means ``high = low``.
         clip_ratio_c: dual-clip constant (> 1) or None.
-        loss_agg_mode: see :func:`aggregate_loss`.
+        loss_agg_mode, norm_len: see :func:`aggregate_loss`.
 
     Metrics: ``clipfrac`` (tokens where clipping was active), ``clipfrac_low``/``clipfrac_high``
     (ratio below 1-low with A<0 / above 1+high with A>0), ``dualclip_frac``, ``approx_kl``
@@ -151,7 +163,7 @@ def ppo_policy_loss(
         cap = -adv * clip_ratio_c
         dual = (adv < 0) & (pg > cap) & m
         pg = torch.where(adv < 0, torch.minimum(pg, cap), pg)
-    loss = aggregate_loss(pg, m, loss_agg_mode)
+    loss = aggregate_loss(pg, m, loss_agg_mode, norm_len)
     with torch.no_grad():
         mf = m.to(torch.float32)
         n = mf.sum().clamp_min(1)

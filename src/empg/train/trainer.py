@@ -281,6 +281,7 @@ class Trainer:
             generator=gen,
             bad_streak=self.state["bad_streak"],
             share_prefix=cfg.model.share_prefix,
+            norm_len=cfg.rollout.max_new_tokens,
         )
         self.scheduler.step()
         timings["time/update_s"] = time.perf_counter() - t3

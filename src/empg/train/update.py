@@ -106,8 +106,13 @@ def ppo_update(
     generator: torch.Generator | None = None,
     bad_streak: int = 0,
     share_prefix: bool = False,
+    norm_len: int | None = None,
 ) -> tuple[dict[str, float], int]:
     """Run ``optim.ppo_epochs`` passes of mini-batch updates. Returns (metrics, bad_streak).
+
+    ``norm_len``: the constant length of ``seq-mean-token-sum-norm`` (Dr. GRPO); the trainer
+    passes ``rollout.max_new_tokens``. Left ``None`` it is the batch's response width, the same
+    for every micro-batch, so the update never depends on how a mini-batch is split.
 
     ``share_prefix``: micro-batches group rows by common prompt prefix, which each micro-batch
     runs once (:func:`empg.train.policy.pack_rows`); the mini-batches are the same either way.
@@ -117,6 +122,7 @@ def ppo_update(
     """
     device = next(model.parameters()).device
     n = len(batch.prompts)
+    norm_len = int(batch.response_mask.shape[1]) if norm_len is None else norm_len
     params = [p for p in model.parameters() if p.requires_grad]
     sums: dict[str, float] = {}
     counts: dict[str, int] = {}
@@ -167,12 +173,13 @@ def ppo_update(
                     clip_ratio_high=algo.clip_ratio_high,
                     clip_ratio_c=algo.clip_ratio_c,
                     loss_agg_mode=algo.loss_agg_mode,
+                    norm_len=norm_len,
                 )
                 loss = out.loss
                 if algo.kl_coef > 0 and batch.ref_logprobs is not None:
                     ref = batch.ref_logprobs[idx][:, :width].to(device)
                     kl = kl_penalty(lp, ref, mask, algo.kl_estimator)
-                    kl_loss = aggregate_loss(kl, mask, algo.loss_agg_mode)
+                    kl_loss = aggregate_loss(kl, mask, algo.loss_agg_mode, norm_len)
                     loss = loss + algo.kl_coef * kl_loss
                     add("actor/kl_ref", float(kl_loss.detach()))
                 # weight micro-batches so the mini-batch loss equals the unsplit aggregation
