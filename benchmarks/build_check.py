@@ -6,7 +6,7 @@
 Plays each folder on the tasks of :data:`empg.models.check.HOUSEHOLD_CHECK` (train tasks far
 from the warm start's data, T=0.4, 20 steps, a fixed sampling seed) with the default prompt
 layout, and prints its success rate against the threshold. This is how the threshold in
-docs/models.md ("A check of the build") was calibrated.
+docs/models.md ("A check of every new default build") was calibrated.
 """
 
 from __future__ import annotations

@@ -414,20 +414,22 @@ def main(argv: Sequence[str] | None = None) -> int:
         CheckpointError,
         ConfigError,
         InputError,
+        NonFiniteError,
         TrainingDivergedError,
         UnknownNameError,
     )
 
-    # expected failures print one line in argparse's format, no traceback: bad input exits 2
-    # (as argparse does), a run that cannot go on (no checkpoint to resume, divergence) exits 1
+    # expected failures print one line in argparse's format, no traceback: a run that cannot
+    # go on (an unreadable checkpoint, divergence, a policy producing NaN) exits 1, bad input
+    # exits 2 (as argparse does)
     try:
         return int(args._run(args))
+    except (CheckpointError, TrainingDivergedError, NonFiniteError) as exc:
+        print(f"empg {args.command}: error: {exc}", file=sys.stderr)
+        return 1
     except (ConfigError, InputError, UnknownNameError) as exc:
         print(f"empg {args.command}: error: {exc}", file=sys.stderr)
         return 2
-    except (CheckpointError, TrainingDivergedError) as exc:
-        print(f"empg {args.command}: error: {exc}", file=sys.stderr)
-        return 1
 
 
 if __name__ == "__main__":

@@ -187,8 +187,12 @@ def test_sanitize_and_clean_helpers():
 def test_default_cache_dir_respects_env(monkeypatch, tmp_path):
     from empg.envs.textworld import default_cache_dir
 
-    monkeypatch.setenv("EMPG_CACHE", str(tmp_path))
+    monkeypatch.delenv("EMPG_CACHE_DIR", raising=False)
+    monkeypatch.setenv("EMPG_CACHE", str(tmp_path))  # the earlier name
     assert default_cache_dir() == tmp_path / "textworld"
+    monkeypatch.setenv("EMPG_CACHE_DIR", str(tmp_path / "root"))  # the policies' root wins
+    assert default_cache_dir() == tmp_path / "root" / "textworld"
+    monkeypatch.delenv("EMPG_CACHE_DIR")
     monkeypatch.delenv("EMPG_CACHE")
     assert str(default_cache_dir()) == os.path.join(
         os.path.expanduser("~"), ".cache", "empg", "textworld"

@@ -362,6 +362,57 @@ def test_nan_model_skips_updates_then_stops(tiny_policy_dir):
         )
 
 
+def test_a_policy_gone_nan_mid_run_is_skipped_then_stops_the_run(tiny_policy_dir, tmp_path):
+    """NaN weights make sampling fail before any update: each such iteration counts as a
+    skipped update and the run stops after optim.max_bad_updates of them."""
+    cfg = load_config(
+        None,
+        tiny_overrides(tiny_policy_dir, tmp_path, iterations=4, **{"optim.max_bad_updates": 2}),
+    )
+    trainer = Trainer(cfg, log=QUIET)
+    trainer.state["before"] = trainer.evaluate(0)  # the initial evaluation, healthy weights
+    with torch.no_grad():
+        for p in trainer.model.parameters():
+            p.fill_(float("nan"))
+    with pytest.raises(TrainingDivergedError, match="2 consecutive iterations or updates"):
+        trainer.run()
+    train = [r for r in read_metrics(tmp_path / "metrics.jsonl") if r["kind"] == "train"]
+    assert [r["iteration"] for r in train] == [1]
+    assert train[0]["actor/skipped_updates"] == 1.0 and train[0]["rollout/step_rows"] == 0
+
+
+def test_resume_without_a_checkpoint_starts_the_metrics_afresh(tiny_policy_dir, tmp_path):
+    cfg = load_config(None, tiny_overrides(tiny_policy_dir, tmp_path, iterations=1))
+    Trainer(cfg, log=QUIET).evaluate(0)  # a run killed before its first checkpoint
+    assert len(read_metrics(tmp_path / "metrics.jsonl")) == 1
+    Trainer(cfg, resume=True, log=QUIET).run()
+    records = read_metrics(tmp_path / "metrics.jsonl")
+    assert [(r["kind"], r["iteration"]) for r in records] == [
+        ("eval", 0),
+        ("train", 1),
+        ("eval", 1),
+    ]
+
+
+def test_an_iteration_without_a_batch_still_advances_the_schedule(tiny_policy_dir, tmp_path):
+    """Warm-up and cosine count iterations: one whose groups all had equal outcomes (no update)
+    moves the learning rate on as well."""
+    cfg = load_config(
+        None,
+        tiny_overrides(
+            tiny_policy_dir,
+            tmp_path,
+            iterations=3,
+            **{"algo.preset": "dapo", "rollout.max_resample_rounds": 0, "optim.warmup_iters": 3},
+        ),
+    )
+    Trainer(cfg, log=QUIET).run()
+    train = [r for r in read_metrics(tmp_path / "metrics.jsonl") if r["kind"] == "train"]
+    assert [r["lr"] for r in train] == pytest.approx([0.01 / 3, 0.02 / 3, 0.01])
+    skipped = [r["iteration"] for r in train if r["rollout/step_rows"] == 0]
+    assert skipped and min(skipped) < 3, skipped  # a skip before the last iteration
+
+
 def test_metrics_json_lines_are_valid(tiny_policy_dir, tmp_path):
     cfg = load_config(None, tiny_overrides(tiny_policy_dir, tmp_path / "m", iterations=1))
     Trainer(cfg, log=QUIET).run()

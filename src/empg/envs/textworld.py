@@ -9,7 +9,8 @@ Two ways to get games::
 Generated games come from TextWorld's own generator (its ``tw-make`` script, run in a child
 process with ``PYTHONHASHSEED=0`` so a (challenge, settings, seed) triple always gives the same
 game file) and are cached on disk under ``cache_dir`` (default ``~/.cache/empg/textworld``, or
-``$EMPG_CACHE/textworld``); generation takes a few seconds, a cached game loads in milliseconds.
+``$EMPG_CACHE_DIR/textworld``, the root the default policies use too); generation takes a few
+seconds, a cached game loads in milliseconds.
 
 With ``game_path`` pointing to several games (a folder is searched for ``*.z8`` files with
 their ``.json`` beside them, and ``.json``/``.tw-pddl`` games), ``reset(seed=s)`` plays game
@@ -66,8 +67,13 @@ def _import_textworld() -> Any:
 
 
 def default_cache_dir() -> Path:
-    """Where generated games are cached: ``$EMPG_CACHE/textworld`` or ``~/.cache/empg/...``."""
-    root = os.environ.get("EMPG_CACHE") or os.path.join(Path.home(), ".cache", "empg")
+    """Where generated games are cached: ``$EMPG_CACHE_DIR/textworld`` (the default policies'
+    cache root; ``$EMPG_CACHE``, its earlier name, is still read) or ``~/.cache/empg/...``."""
+    root = (
+        os.environ.get("EMPG_CACHE_DIR")
+        or os.environ.get("EMPG_CACHE")
+        or os.path.join(Path.home(), ".cache", "empg")
+    )
     return Path(root) / "textworld"
 
 

@@ -16,8 +16,10 @@ def configure_train(p: argparse.ArgumentParser) -> None:
     p.formatter_class = argparse.RawDescriptionHelpFormatter
     p.description = (
         "Train a ReAct agent with GRPO/DAPO (+EMPG). With no arguments: the household "
-        "environment, the offline tiny policy (built on first use), DAPO+EMPG, ~15 min on 2 CPU "
-        "cores; prints held-out success before and after RL."
+        "environment, the offline tiny policy, DAPO+EMPG, about 10 minutes on 2 CPU cores "
+        "once the policy is cached (the first use builds it: 30 to 55 minutes more); prints "
+        "held-out success before and after RL. A new run needs an empty run_dir (default "
+        "runs/default): pass --resume to continue one, or run_dir=DIR."
     )
     p.epilog = EPILOG_HEAD + "\n" + "\n".join(help_lines(TrainConfig))
     p.add_argument("--config", help="YAML file with the same schema (configs/*.yaml)")

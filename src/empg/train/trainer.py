@@ -25,7 +25,7 @@ from typing import Any
 
 import torch
 
-from empg.errors import ConfigError
+from empg.errors import ConfigError, NonFiniteError, TrainingDivergedError
 from empg.models.attention import use_gqa_attention
 from empg.train.advantages import batch_advantages
 from empg.train.checkpoint import (
@@ -160,8 +160,9 @@ class Trainer:
         self.metrics = MetricsLogger(
             self.run_dir, tensorboard=cfg.tensorboard, wandb=cfg.wandb, config=config_to_dict(cfg)
         )
-        if self.resume_from is not None:
-            self.metrics.truncate_after(int(self.state["iteration"]))
+        if resume:  # drop what the lost iterations logged (everything, without a checkpoint)
+            done = int(self.state["iteration"]) if self.resume_from is not None else -1
+            self.metrics.truncate_after(done)
 
     def _check_run_dir(self, resume: bool) -> None:
         self.run_dir.mkdir(parents=True, exist_ok=True)
@@ -176,6 +177,13 @@ class Trainer:
                 raise ConfigError(
                     f"--resume: the config differs from the run's saved config in {diff}; only "
                     "'iterations' may change when resuming"
+                )
+            if self.cfg.optim.schedule == "cosine" and old.get("iterations") != mine["iterations"]:
+                self.log(
+                    f"[empg] warning: the cosine schedule now spans {mine['iterations']} "
+                    f"iterations (it spanned {old.get('iterations')}); the iterations done "
+                    "followed the old schedule, so this run will not equal one started with "
+                    f"iterations={mine['iterations']}"
                 )
         elif not resume and (self.run_dir / "metrics.jsonl").exists():
             raise ConfigError(
@@ -220,6 +228,7 @@ class Trainer:
         if not batch.steps:
             record["actor/skipped_updates"] = 1.0
             self.log(f"[empg] iteration {it}: no group with outcome variance; update skipped")
+            self._advance_schedule()  # the schedule counts iterations, trained or not
             timings["time/iteration_s"] = timings["time/rollout_s"]
             return {**record, **timings}
         # recompute old log-probs and entropies with the current policy
@@ -290,6 +299,38 @@ class Trainer:
         record["time/iteration_s"] = sum(timings.values())
         return record
 
+    def _advance_schedule(self) -> None:
+        """Step the learning-rate schedule for an iteration without an optimiser step (torch
+        warns about that order, which is intended here)."""
+        import warnings
+
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=r"Detected call of `lr_scheduler.step\(\)`")
+            self.scheduler.step()
+
+    def _non_finite_iteration(self, it: int, exc: Exception) -> dict[str, Any]:
+        """The policy produced NaN/inf before the update: count it as a skipped update (as
+        :func:`ppo_update` counts a non-finite loss) and stop after ``optim.max_bad_updates``."""
+        self.state["bad_streak"] += 1
+        streak = self.state["bad_streak"]
+        self.log(f"[empg] iteration {it}: the policy produced non-finite values ({exc}); skipped")
+        if streak >= self.cfg.optim.max_bad_updates:
+            raise TrainingDivergedError(
+                f"{streak} consecutive iterations or updates met non-finite values (last: {exc}); "
+                "lower optim.lr, check the rewards, or raise optim.max_bad_updates"
+            ) from exc
+        self._advance_schedule()
+        nan = float("nan")
+        return {
+            "kind": "train",
+            "iteration": it,
+            "lr": self.scheduler.get_last_lr()[0],
+            "actor/skipped_updates": 1.0,
+            "rollout/success_rate": nan,
+            "rollout/reward_mean": nan,
+            "rollout/step_rows": 0,
+        }
+
     def _autocast(self):
         """bf16 autocast on CUDA (fp32 master weights); plain fp32 on CPU, where bf16 is slow."""
         import contextlib
@@ -311,8 +352,11 @@ class Trainer:
         result.before = self.state["before"]
         t_start = time.perf_counter()
         for it in range(start + 1, cfg.iterations + 1):
-            with self._autocast():
-                record = self.iteration(it)
+            try:
+                with self._autocast():
+                    record = self.iteration(it)
+            except NonFiniteError as exc:  # NaN/inf logits while sampling or recomputing
+                record = self._non_finite_iteration(it, exc)
             self.metrics.log(record)
             done = it - start
             eta = (time.perf_counter() - t_start) / done * (cfg.iterations - it)
