@@ -219,3 +219,18 @@ def test_sft_errors_use_the_same_format(tmp_path, capsys):
 
     assert cli.main(["sft", "--out", str(tmp_path / "p"), "--threads", "0"]) == 2
     assert capsys.readouterr().err == "empg sft: error: --threads must be >= 1, got 0\n"
+
+
+def test_train_help_lists_every_config_field_with_its_doc(capsys):
+    import dataclasses
+
+    from empg.train.config import TrainConfig
+
+    with pytest.raises(SystemExit) as exit_:
+        cli.main(["train", "--help"])
+    assert exit_.value.code == 0
+    out = capsys.readouterr().out
+    assert "algo.empg.zeta" in out and "optim.lr" in out and "rollout.group_size" in out
+    assert "seq-mean-token-sum-norm" in out  # a field's one-line doc is shown
+    for f in dataclasses.fields(TrainConfig):
+        assert f.name in out

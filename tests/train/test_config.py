@@ -111,3 +111,41 @@ def test_rollout_restricted_logprobs_needs_constrained_actions():
         load_config(None, ["rollout.restricted_logprobs=true"])
     on = load_config(None, ["rollout.constrain_actions=true", "rollout.restricted_logprobs=true"])
     assert rollout_config(on, "train", temperature=1.0, group_size=2).restricted_logprobs
+
+
+@pytest.mark.parametrize(
+    "override, key",
+    [
+        ("algo.overlong_buffer=0", "algo.overlong_buffer"),
+        ("algo.clip_ratio_high=-0.1", "algo.clip_ratio_high"),
+        ("optim.lr=-1e-4", "optim.lr"),
+        ("optim.grad_clip=-1", "optim.grad_clip"),
+        ("optim.warmup_iters=-2", "optim.warmup_iters"),
+        ("optim.max_bad_updates=0", "optim.max_bad_updates"),
+        ("eval.episodes=0", "eval.episodes"),
+        ("eval.every=-1", "eval.every"),
+        ("eval.temperature=-0.5", "eval.temperature"),
+        ("eval.splits=[]", "eval.splits"),
+    ],
+)
+def test_out_of_range_values_are_rejected_naming_the_key(override, key):
+    with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
+        load_config(None, [override])
+
+
+def test_every_shipped_config_loads():
+    from pathlib import Path
+
+    files = sorted((Path(__file__).parents[2] / "configs").glob("*.yaml"))
+    assert len(files) >= 14
+    for path in files:
+        load_config(str(path), [])
+
+
+def test_an_unknown_environment_is_refused_before_any_model_is_loaded(tmp_path):
+    from empg.train.trainer import Trainer
+
+    cfg = load_config(None, ["env.name=housheold", f"run_dir={tmp_path / 'r'}"])
+    with pytest.raises(ConfigError, match="Did you mean 'household'"):
+        Trainer(cfg, log=lambda *_: None)
+    assert not (tmp_path / "r").exists()

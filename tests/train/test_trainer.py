@@ -86,6 +86,39 @@ def test_exact_resume(tiny_policy_dir, tmp_path):
             assert x[key] == pytest.approx(y[key], rel=1e-5, abs=1e-7), key
 
 
+def test_lora_run_resumes_exactly_and_its_checkpoint_evaluates(tiny_policy_dir, tmp_path, capsys):
+    """A LoRA checkpoint holds only the adapter: resume and `empg eval --checkpoint` load the
+    base model and put the adapter on top."""
+    pytest.importorskip("peft", reason="needs: pip install peft")
+    from empg import cli
+
+    lora = {"model.lora_rank": 4, "optim.lr": 0.05}
+    full = load_config(None, tiny_overrides(tiny_policy_dir, tmp_path / "a", iterations=2, **lora))
+    ta = Trainer(full, log=QUIET)
+    ta.run()
+    ckpt = latest_checkpoint(tmp_path / "a")
+    assert (ckpt / "model" / "adapter_model.safetensors").is_file()
+    assert not (ckpt / "model" / "config.json").exists()
+    half = load_config(None, tiny_overrides(tiny_policy_dir, tmp_path / "b", iterations=1, **lora))
+    Trainer(half, log=QUIET).run()
+    more = load_config(None, tiny_overrides(tiny_policy_dir, tmp_path / "b", iterations=2, **lora))
+    tb = Trainer(more, resume=True, log=QUIET)
+    tb.run()
+    trainable = [n for n, p in tb.model.named_parameters() if p.requires_grad]
+    assert trainable and all("lora_" in n for n in trainable)
+    base = _weights(load_model(load_config(None, [f"model.path={tiny_policy_dir}"]))[0])
+    merged_a = _weights(ta.model.merge_and_unload())
+    assert float((merged_a - base).abs().max()) > 1e-6  # the adapter learned something
+    torch.testing.assert_close(
+        merged_a, _weights(tb.model.merge_and_unload()), atol=1e-6, rtol=1e-5
+    )
+    capsys.readouterr()
+    args = ["eval", "--checkpoint", str(ckpt), f"model.path={tiny_policy_dir}", "threads=1"]
+    assert cli.main([*args, "env.max_turns=3", "eval.episodes=2", "eval.splits=[valid_seen]"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["eval/success_rate"] == ta.evaluate(2)["eval/success_rate"]
+
+
 def test_resume_refuses_changed_config(tiny_policy_dir, tmp_path):
     cfg = load_config(None, tiny_overrides(tiny_policy_dir, tmp_path / "r", iterations=1))
     Trainer(cfg, log=QUIET).run()

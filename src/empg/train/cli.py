@@ -58,7 +58,7 @@ def run_eval(args: argparse.Namespace) -> int:
     from empg.errors import ConfigError
     from empg.train.config import load_config
     from empg.train.rollouts import evaluate
-    from empg.train.trainer import load_model
+    from empg.train.trainer import _device, autocast_for, load_model
 
     cfg = load_config(args.config, args.overrides)
     path = None
@@ -69,8 +69,14 @@ def run_eval(args: argparse.Namespace) -> int:
                 f"--checkpoint {args.checkpoint}: no model/ folder there (a run's checkpoints "
                 "are <run_dir>/checkpoints/iter_XXXXXX)"
             )
+    if cfg.threads > 0:
+        import torch
+
+        torch.set_num_threads(cfg.threads)
+    device = _device(cfg)  # the trainer's device and precision rules
     model, tokenizer = load_model(cfg, path)
-    model.eval()
-    record = evaluate(HFBackend(model, tokenizer), cfg, 0)
+    model.to(device).eval()
+    with autocast_for(device, cfg.model.dtype):
+        record = evaluate(HFBackend(model, tokenizer), cfg, 0)
     print(json.dumps({k: v for k, v in record.items() if k != "kind"}, indent=2))
     return 0

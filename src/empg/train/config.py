@@ -177,6 +177,11 @@ class AlgoConfig:
             raise ConfigError("algo.clip_ratio_c must be > 1 (or null)")
         if self.kl_coef < 0:
             raise ConfigError("algo.kl_coef must be >= 0")
+        for name in ("clip_ratio_low", "clip_ratio_high"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"algo.{name} must be >= 0, got {getattr(self, name)}")
+        if self.overlong_buffer < 1:
+            raise ConfigError(f"algo.overlong_buffer must be >= 1, got {self.overlong_buffer}")
 
 
 @dataclass
@@ -205,6 +210,11 @@ class OptimConfig:
             raise ConfigError(f"optim.schedule must be constant or cosine, got {self.schedule!r}")
         if self.ppo_epochs < 1 or self.mini_batch_steps < 1 or self.micro_batch_steps < 1:
             raise ConfigError("optim.ppo_epochs, mini_batch_steps, micro_batch_steps must be >= 1")
+        for name in ("lr", "weight_decay", "grad_clip", "warmup_iters"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"optim.{name} must be >= 0, got {getattr(self, name)}")
+        if self.max_bad_updates < 1:
+            raise ConfigError(f"optim.max_bad_updates must be >= 1, got {self.max_bad_updates}")
 
 
 @dataclass
@@ -218,6 +228,16 @@ class EvalConfig:
     """sampling temperature for evaluation"""
     every: int = 0
     """evaluate every this many iterations (0: only before and after training)"""
+
+    def __post_init__(self) -> None:
+        if self.episodes < 1:
+            raise ConfigError(f"eval.episodes must be >= 1, got {self.episodes}")
+        if self.every < 0:
+            raise ConfigError(f"eval.every must be >= 0, got {self.every}")
+        if self.temperature < 0:
+            raise ConfigError(f"eval.temperature must be >= 0, got {self.temperature}")
+        if not self.splits:
+            raise ConfigError("eval.splits must name at least one split")
 
 
 @dataclass

@@ -58,12 +58,27 @@ def _device(cfg: TrainConfig) -> torch.device:
     return torch.device("cpu")
 
 
+def autocast_for(device: torch.device, dtype: str):
+    """bf16 autocast on CUDA (fp32 master weights; ``model.dtype`` auto or bfloat16); on the CPU
+    only when bfloat16 is asked for (it is slow there); otherwise plain fp32."""
+    import contextlib
+
+    if device.type == "cuda" and dtype in ("auto", "bfloat16"):
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    if device.type == "cpu" and dtype == "bfloat16":
+        return torch.autocast("cpu", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
 def load_model(cfg: TrainConfig, path: str | None = None, log: Callable[[str], None] | None = None):
     """(model, tokenizer) for ``cfg.model`` (or a checkpoint folder ``path``); ``log`` gets
     progress lines while the default policy is built on first use."""
     from empg.models.default import default_configs, default_policy, load_policy
 
-    if path is None and cfg.model.path == "default":
+    adapter = path is not None and (Path(path) / "adapter_config.json").is_file()
+    if adapter:  # a LoRA run's checkpoint: its base model, then the saved adapter on top
+        model, tokenizer = _lora_base(cfg, Path(path), log)
+    elif path is None and cfg.model.path == "default":
         # the built-in environments have experts to warm-start from; others use household's.
         # The warm start plays the configured environment (env.kwargs, e.g. a task mix).
         builtin = cfg.env.name in ("household", "shop", "search")
@@ -76,7 +91,11 @@ def load_model(cfg: TrainConfig, path: str | None = None, log: Callable[[str], N
         model, tokenizer = load_policy(path or cfg.model.path)
     if cfg.model.fold_gqa:
         use_gqa_attention(model)
-    if cfg.model.lora_rank > 0 and path is None:
+    if adapter:
+        from peft import PeftModel
+
+        model = PeftModel.from_pretrained(model, str(path), is_trainable=True)
+    elif cfg.model.lora_rank > 0 and path is None:
         try:
             from peft import LoraConfig, get_peft_model
         except ImportError as e:
@@ -88,6 +107,41 @@ def load_model(cfg: TrainConfig, path: str | None = None, log: Callable[[str], N
             ),
         )
     return model, tokenizer
+
+
+def _check_env_name(name: str) -> None:
+    from empg.envs import ENVIRONMENTS, names
+
+    if name not in names():
+        raise ConfigError(f"env.name: {ENVIRONMENTS.unknown_message(name)}")
+
+
+def _lora_base(cfg: TrainConfig, folder: Path, log: Callable[[str], None] | None):
+    """The base (model, tokenizer) under a saved LoRA adapter: the folder its
+    adapter_config.json names where that folder still exists, else ``cfg.model``'s (a hub id,
+    or the default policy)."""
+    import dataclasses
+
+    from empg.models.default import load_policy
+
+    try:
+        import peft  # noqa: F401
+    except ImportError as e:
+        raise ConfigError(
+            f"{folder} holds a LoRA adapter; loading it needs PEFT: pip install peft"
+        ) from e
+    try:
+        base = json.loads((folder / "adapter_config.json").read_text()).get(
+            "base_model_name_or_path"
+        )
+    except (OSError, ValueError) as e:
+        raise ConfigError(f"cannot read {folder}/adapter_config.json: {e}") from e
+    if base and Path(base).is_dir():
+        return load_policy(base)
+    plain = dataclasses.replace(
+        cfg, model=dataclasses.replace(cfg.model, lora_rank=0, fold_gqa=False)
+    )
+    return load_model(plain, log=log)
 
 
 def _check_summary(folder: Path) -> str:
@@ -119,6 +173,7 @@ class Trainer:
         self.log = log
         self.run_dir = Path(cfg.run_dir)
         self.device = _device(cfg)
+        _check_env_name(cfg.env.name)  # before a first-use build, not after it
         if cfg.threads > 0:
             torch.set_num_threads(cfg.threads)
         torch.manual_seed(cfg.seed)
@@ -332,14 +387,7 @@ class Trainer:
         }
 
     def _autocast(self):
-        """bf16 autocast on CUDA (fp32 master weights); plain fp32 on CPU, where bf16 is slow."""
-        import contextlib
-
-        if self.device.type == "cuda" and self.cfg.model.dtype in ("auto", "bfloat16"):
-            return torch.autocast("cuda", dtype=torch.bfloat16)
-        if self.device.type == "cpu" and self.cfg.model.dtype == "bfloat16":
-            return torch.autocast("cpu", dtype=torch.bfloat16)
-        return contextlib.nullcontext()
+        return autocast_for(self.device, self.cfg.model.dtype)
 
     def run(self) -> TrainResult:
         cfg = self.cfg
