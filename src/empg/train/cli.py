@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
 from empg.train.config import TrainConfig
@@ -77,6 +78,11 @@ def run_eval(args: argparse.Namespace) -> int:
     model, tokenizer = load_model(cfg, path)
     model.to(device).eval()
     with autocast_for(device, cfg.model.dtype):
-        record = evaluate(HFBackend(model, tokenizer), cfg, 0)
+        # progress on stderr, so stdout stays one JSON object
+        record = evaluate(HFBackend(model, tokenizer), cfg, 0, log=_to_stderr)
     print(json.dumps({k: v for k, v in record.items() if k != "kind"}, indent=2))
     return 0
+
+
+def _to_stderr(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)

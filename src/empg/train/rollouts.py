@@ -7,7 +7,9 @@ carried across iterations, so a resumed run repeats exactly what an uninterrupte
 from __future__ import annotations
 
 import dataclasses
+import time
 from collections import defaultdict
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -168,11 +170,15 @@ def collect_training_batch(backend, cfg: TrainConfig, iteration: int) -> tuple[R
     return merged, stats
 
 
-def evaluate(backend, cfg: TrainConfig, iteration: int) -> dict[str, Any]:
+def evaluate(
+    backend, cfg: TrainConfig, iteration: int, log: Callable[[str], None] | None = None
+) -> dict[str, Any]:
     """Success (overall and per task type), mean reward, mean steps and invalid-action rate on
-    the fixed held-out task list of every eval split (seeds 0..episodes-1, fixed sampling seed)."""
+    the fixed held-out task list of every eval split (seeds 0..episodes-1, fixed sampling seed).
+    ``log`` gets a line per split as it finishes (with the time it took)."""
     out: dict[str, Any] = {"kind": "eval", "iteration": iteration}
-    for split in cfg.eval.splits:
+    for i, split in enumerate(cfg.eval.splits):
+        t0 = time.perf_counter()
         rcfg = rollout_config(cfg, split, temperature=cfg.eval.temperature, group_size=1)
         gen = torch.Generator().manual_seed(derived_seed(cfg.seed, 7_777))
         batch = collect_rollouts(backend, list(range(cfg.eval.episodes)), rcfg, generator=gen)
@@ -191,6 +197,11 @@ def evaluate(backend, cfg: TrainConfig, iteration: int) -> dict[str, Any]:
         out[f"{p}/noop_rate"] = _step_share(trajs, "noop_steps")
         for tt, wins in sorted(by_type.items()):
             out[f"{p}/success/{tt}"] = float(np.mean(wins))
+        if log is not None:
+            log(
+                f"[empg]   eval {split} ({i + 1}/{len(cfg.eval.splits)}): {len(trajs)} episodes, "
+                f"success {out[f'{p}/success_rate']:.1%}, {time.perf_counter() - t0:.0f} s"
+            )
     rates = [out[f"eval/{s}/success_rate"] for s in cfg.eval.splits]
     out["eval/success_rate"] = float(np.mean(rates)) if rates else float("nan")
     return out

@@ -267,7 +267,7 @@ class Trainer:
         self.model.eval()
         t0 = time.perf_counter()
         with self._autocast():
-            record = evaluate(self.backend, self.cfg, iteration)
+            record = evaluate(self.backend, self.cfg, iteration, log=self.log)
         record["time/eval_s"] = time.perf_counter() - t0
         self.metrics.log(record)
         return record
