@@ -189,6 +189,8 @@ def test_missing_model_or_checkpoint_is_one_line(tmp_path, capsys):
     assert cli.main(["eval", f"model.path={missing}"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("empg eval: error: model path ") and "no such folder" in err
+    assert cli.main(["eval", "model.path=runs/no/such/model"]) == 2  # relative, not a hub id
+    assert "no such folder" in capsys.readouterr().err
     (tmp_path / "empty").mkdir()
     assert cli.main(["eval", f"model.path={tmp_path / 'empty'}"]) == 2
     assert "no config.json" in capsys.readouterr().err

@@ -193,7 +193,8 @@ def load_policy(path: str | os.PathLike[str]) -> tuple[Any, Any]:
 
     text = os.fspath(path)
     local = Path(text).expanduser()
-    if text.startswith(("/", ".", "~")) or os.path.isabs(text):
+    hub_like = not text.startswith(("/", ".", "~")) and text.count("/") <= 1  # "org/name"
+    if local.exists() or not hub_like or os.path.isabs(text):
         # a local path, not a hub id: say what is missing instead of a hub lookup error
         if not local.is_dir():
             raise ConfigError(f"model path {text!r}: no such folder")

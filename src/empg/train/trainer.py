@@ -374,12 +374,13 @@ class Trainer:
                 f"{streak} consecutive iterations or updates met non-finite values (last: {exc}); "
                 "lower optim.lr, check the rewards, or raise optim.max_bad_updates"
             ) from exc
+        lr = self.scheduler.get_last_lr()[0]  # this iteration's, as other records give it
         self._advance_schedule()
         nan = float("nan")
         return {
             "kind": "train",
             "iteration": it,
-            "lr": self.scheduler.get_last_lr()[0],
+            "lr": lr,
             "actor/skipped_updates": 1.0,
             "rollout/success_rate": nan,
             "rollout/reward_mean": nan,
