@@ -79,10 +79,19 @@ def test_step_rows_indices_and_bookkeeping(batch, backend):
     for r in batch.steps:
         assert r.response_ids.shape == r.logprobs.shape == r.entropies.shape
         assert r.response_text == backend.decode(r.response_ids.tolist())
-        # the observation a row's prompt was built from follows the previous row's step
+    # the observation a row's prompt was built from is what the previous row's action got:
+    # replay each trajectory's actions in a fresh environment
     for t in batch.trajectories:
         rows = batch.rows_of(t.traj_id)
         assert rows[0].observation == t.initial_observation
+        env = make("household", split="train")
+        obs, _ = env.reset(seed=t.task_seed)
+        assert obs == t.initial_observation
+        for j, r in enumerate(rows):
+            assert r.observation == obs, (t.traj_id, j)
+            res = env.step(r.action)
+            obs = res.observation
+            assert res.reward == r.env_reward
 
 
 def test_invalid_responses_are_flagged_and_penalised(batch):
@@ -210,6 +219,11 @@ def test_config_and_input_validation(backend):
         config(invalid_penalty=-1)
     with pytest.raises(InputError, match="task_seeds"):
         collect_rollouts(backend, [], config())
+    # a wrong split or keyword is a config error now, not a batch of failed episodes
+    with pytest.raises(ConfigError, match=r"cannot build environment 'household'.*split"):
+        collect_rollouts(backend, [0], config(env_kwargs={"split": "valid"}))
+    with pytest.raises(ConfigError, match="spilt"):
+        collect_rollouts(backend, [0], config(env_kwargs={"spilt": "train"}))
     from empg.envs.pool import EnvPool
 
     with EnvPool.from_name("household", 2) as pool, pytest.raises(InputError, match="pool has 2"):

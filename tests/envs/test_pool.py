@@ -141,6 +141,25 @@ def test_failed_reset_is_isolated(backend):
         assert pool.step(["a", None])[1] is None
 
 
+class PickyResetEnv(CountEnv):
+    """Seed 99 has no task; other seeds name theirs."""
+
+    def _reset(self, *, seed, options):
+        if seed == 99:
+            raise RuntimeError("bad seed")
+        obs, info = super()._reset(seed=seed, options=options)
+        return obs, {**info, "task": f"task-{seed}"}
+
+
+@pytest.mark.parametrize("backend", ["thread", "process"])
+def test_failed_reset_does_not_report_the_previous_episodes_task(backend):
+    with EnvPool([PickyResetEnv], backend=backend) as pool:
+        assert pool.reset_all(seeds=[1])[0].info["task"] == "task-1"
+        res = pool.reset_all(seeds=[99])[0]
+        assert res.terminated and res.info["error"] == "RuntimeError: bad seed"
+        assert res.info["task"] == ""
+
+
 def test_dead_worker_process_is_replaced():
     with EnvPool([CountEnv, DyingEnv], backend="process", step_timeout=5.0) as pool:
         pool.reset_all(seeds=[0, 0])

@@ -108,6 +108,18 @@ def test_every_passage_is_found_first_by_its_title():
         assert hits[0].id == p.id, (p.title, [h.title for h in hits])
 
 
+def test_bm25_ties_break_by_passage_index_at_the_cut_too():
+    """Equal passages score equally: the top k are the first k of them, not any k."""
+    from empg.envs.search.passages import Passage
+    from empg.envs.search.retriever import BM25Retriever
+
+    passages = [Passage(f"p{i}", f"doc {i}", "a zebra grazes") for i in range(1000)]
+    passages[500] = Passage("p500", "doc 500", "a zebra zebra grazes")  # the best one
+    hits = BM25Retriever(passages).search("zebra", 3)
+    assert [h.id for h in hits] == ["p500", "p0", "p1"]
+    assert BM25Retriever(passages).search("zebra", 0) == []
+
+
 def test_bm25_unknown_words_give_no_hits():
     assert default_retriever(0).search("zzqqxx the of", 3) == []
 
@@ -369,6 +381,23 @@ def test_server_speaks_search_r1_format(server):
     assert status == 400 and "error" in obj
     status, obj = _post(server.url, json.dumps({"queries": "x", "topk": 3}).encode())
     assert status == 400 and "queries" in obj["error"]
+
+
+def test_a_404_does_not_break_the_next_request_on_a_kept_alive_connection(server):
+    import http.client
+
+    body = json.dumps({"queries": [default_kb(0)[5].name], "topk": 1})
+    conn = http.client.HTTPConnection(server.host, server.port, timeout=5)
+    try:
+        conn.request("POST", "/wrong", body=body, headers={"Content-Type": "application/json"})
+        resp = conn.getresponse()
+        assert resp.status == 404 and "use POST /retrieve" in json.loads(resp.read())["error"]
+        conn.request("POST", "/retrieve", body=body, headers={"Content-Type": "application/json"})
+        resp = conn.getresponse()
+        assert resp.status == 200
+        assert json.loads(resp.read())["result"][0][0]["id"] == "5"
+    finally:
+        conn.close()
 
 
 def test_http_results_match_local_bm25(server):

@@ -54,7 +54,8 @@ class StepRow:
     env_reward: float
     """reward returned by the environment"""
     reward: float
-    """env_reward minus the invalid-format penalty (when invalid)"""
+    """env_reward minus the invalid-format penalty (when invalid) and the no-op penalty (when
+    the valid action got a no-op reply and ``noop_penalty`` is set)"""
     terminated: bool
     """the episode ended (success, failure or environment fault)"""
     truncated: bool

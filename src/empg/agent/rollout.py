@@ -187,6 +187,7 @@ def collect_rollouts(
     n = len(seeds) * cfg.group_size
     own_pool = pool is None
     if pool is None:
+        _check_env_builds(cfg.env_name, dict(cfg.env_kwargs))
         fn = functools.partial(make, cfg.env_name, **dict(cfg.env_kwargs))
         pool = EnvPool(
             [fn] * n,
@@ -213,6 +214,24 @@ def collect_rollouts(
         pad_token_id=backend.pad_token_id,
         env_turn_ids=functools.partial(env_turn_ids, backend),
     )
+
+
+_BUILDS_CHECKED: set[str] = set()
+
+
+def _check_env_builds(name: str, kwargs: dict[str, Any]) -> None:
+    """Build one environment here, once per process and settings, so a wrong split or keyword
+    raises a ConfigError now instead of failing every episode inside the pool's workers (which
+    would look like a run of faulty episodes)."""
+    key = f"{name}:{sorted(kwargs.items())!r}"
+    if key in _BUILDS_CHECKED:
+        return
+    try:
+        env = make(name, **kwargs)
+    except (ImportError, TypeError, ValueError, KeyError, OSError) as exc:
+        raise ConfigError(f"cannot build environment {name!r} with {kwargs}: {exc}") from exc
+    env.close()
+    _BUILDS_CHECKED.add(key)
 
 
 def _run(

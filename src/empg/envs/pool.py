@@ -313,6 +313,8 @@ class EnvPool:
                 f"seeds must hold {len(self)} entries (one per env), got {len(seed_list)}"
             )
         payloads = [(s, dict(options or {})) for s in seed_list]
+        # a failed reset must not report the previous episode's task
+        self._last_info = [{} for _ in range(len(self))]
         results = self._run("reset", list(range(len(self))), payloads, self.reset_timeout)
         out: list[StepResult] = []
         for i, res in enumerate(results):

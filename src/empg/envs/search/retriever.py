@@ -74,8 +74,9 @@ def split_contents(contents: str) -> tuple[str, str]:
 class BM25Retriever:
     """BM25 (bm25s, Lucene variant) over a list of passages.
 
-    Scores come from ``BM25.get_scores``; the top-k are then sorted by (score desc, passage
-    index asc) so that ties break the same way everywhere. Passages with score 0 are dropped.
+    Scores come from ``BM25.get_scores``; passages are ranked by (score rounded to 6 decimals
+    desc, passage index asc) before the top k are taken, so ties break the same way everywhere,
+    at the k-th place too. Passages with score 0 are dropped.
     """
 
     def __init__(self, passages: Sequence[Passage]) -> None:
@@ -101,16 +102,16 @@ class BM25Retriever:
             return []
         with self._lock:  # bm25s objects are not documented as thread-safe
             scores = np.asarray(self._bm25.get_scores(tokens), dtype=np.float64)
-        k = min(k, len(scores))
-        top = np.argpartition(-scores, k - 1)[:k] if k < len(scores) else np.arange(len(scores))
-        # exact ordering: highest score first, lower passage index on ties; rounding makes the
-        # order immune to last-bit float differences between platforms
-        order = sorted(top.tolist(), key=lambda i: (-round(float(scores[i]), 6), i))
+        # rank every passage with a positive score: highest (rounded) score first, the lower
+        # passage index on ties, then cut to k. Rounding makes the order immune to last-bit
+        # float differences between platforms; ranking before the cut keeps the tie-break
+        # exact at the k-th place too (a partial selection would keep an arbitrary tied one)
+        pos = np.flatnonzero(scores > 0)
+        order = pos[np.lexsort((pos, -np.round(scores[pos], 6)))][: max(0, k)]
         return [
             Hit(self.passages[i].id, self.passages[i].title, self.passages[i].text,
                 round(float(scores[i]), 4))
-            for i in order
-            if scores[i] > 0
+            for i in order.tolist()
         ]  # fmt: skip
 
 

@@ -94,11 +94,16 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_response(status)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(data)))
+        if self.close_connection:  # tell the client, so it reconnects for its next request
+            self.send_header("Connection", "close")
         self.end_headers()
         self.wfile.write(data)
 
     def do_POST(self) -> None:
         if self.path.split("?")[0] != "/retrieve":
+            # the body is left unread: close the connection, or it would be parsed as the
+            # next request on a keep-alive connection
+            self.close_connection = True
             self._reply(404, {"error": f"unknown path {self.path!r}; use POST /retrieve"})
             return
         try:
