@@ -242,3 +242,18 @@ def test_proposition_1_monte_carlo(seed):
     h2 = -torch.log((p * p).sum(-1))
     order = torch.argsort(h2)
     assert bool((exact[order].diff() >= 0).all())
+
+
+def test_entropy_stays_float32_under_bf16_autocast():
+    """Autocast puts bmm on its bf16 list; the entropy reduction must not be rounded to bf16
+    (near-uniform rows would all get the same entropy and EMPG's normalisation would collapse)."""
+    g = torch.Generator().manual_seed(0)
+    logits = torch.randn(16, 300, generator=g) * 1e-3  # near-uniform, entropies differ slightly
+    labels = torch.randint(0, 300, (16,), generator=g)
+    lp, ent = empg.token_logprobs_and_entropy(logits, labels)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        lp_a, ent_a = empg.token_logprobs_and_entropy(logits, labels)
+    assert ent_a.dtype == torch.float32
+    torch.testing.assert_close(ent_a, ent, rtol=0, atol=0)
+    torch.testing.assert_close(lp_a, lp, rtol=0, atol=0)
+    assert float(ent.std()) > 0

@@ -560,3 +560,33 @@ def test_progress_lines_are_flushed_as_they_are_printed(monkeypatch):
     print_now("[empg] warm start: SFT step 60/1200")
     assert out.getvalue() == "[empg] warm start: SFT step 60/1200\n" and out.flushes >= 1
     assert inspect.signature(Trainer).parameters["log"].default is print_now
+
+
+def test_bf16_autocast_never_reuses_weights_from_before_an_optimiser_step(tiny_policy_dir):
+    """The trainer runs a whole iteration (several optimiser steps) in one autocast context;
+    a forward after a step must see the new weights, as in a fresh context."""
+    from empg.train.trainer import autocast_for
+
+    model, _ = load_model(load_config(None, [f"model.path={tiny_policy_dir}"]))
+    ids = torch.tensor([[5, 6, 7, 8, 9]])
+    opt = torch.optim.SGD(model.parameters(), lr=0.5)
+    cpu = torch.device("cpu")
+    with autocast_for(cpu, "bfloat16"):
+        model(ids).logits.float().logsumexp(-1).sum().backward()
+        opt.step()
+        inside = model(ids).logits.float()
+    with autocast_for(cpu, "bfloat16"):
+        fresh = model(ids).logits.float()
+    assert torch.equal(inside, fresh)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_checkpoint_rng_state_includes_the_cuda_generators():
+    from empg.train.checkpoint import rng_state, set_rng_state
+
+    torch.cuda.manual_seed_all(3)
+    state = json.loads(json.dumps(rng_state()))  # as trainer_state.json stores it
+    first = torch.rand(4, device="cuda")
+    set_rng_state(state)
+    assert torch.equal(torch.rand(4, device="cuda"), first)

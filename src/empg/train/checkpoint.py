@@ -49,6 +49,10 @@ def rng_state() -> dict[str, Any]:
         "numpy": np.random.get_state()[1].tolist(),
         "numpy_pos": int(np.random.get_state()[2]),
         "torch": torch.get_rng_state().tolist(),
+        # every CUDA device's generator (dropout and other on-device sampling), where present
+        "cuda": [t.tolist() for t in torch.cuda.get_rng_state_all()]
+        if torch.cuda.is_available()
+        else [],
     }
 
 
@@ -59,6 +63,9 @@ def set_rng_state(state: dict[str, Any]) -> None:
         ("MT19937", np.array(state["numpy"], dtype=np.uint32), state["numpy_pos"], 0, 0.0)
     )
     torch.set_rng_state(torch.tensor(state["torch"], dtype=torch.uint8))
+    cuda = state.get("cuda") or []  # absent in checkpoints written before it was saved
+    if cuda and torch.cuda.is_available() and len(cuda) == torch.cuda.device_count():
+        torch.cuda.set_rng_state_all([torch.tensor(x, dtype=torch.uint8) for x in cuda])
 
 
 def save_checkpoint(

@@ -63,10 +63,13 @@ def autocast_for(device: torch.device, dtype: str):
     only when bfloat16 is asked for (it is slow there); otherwise plain fp32."""
     import contextlib
 
+    # cache_enabled=False: autocast's cache would keep the bf16 copies of the weights made
+    # before an optimiser step for the rest of the context (the whole iteration), so later
+    # mini-batches would run partly on stale weights
     if device.type == "cuda" and dtype in ("auto", "bfloat16"):
-        return torch.autocast("cuda", dtype=torch.bfloat16)
+        return torch.autocast("cuda", dtype=torch.bfloat16, cache_enabled=False)
     if device.type == "cpu" and dtype == "bfloat16":
-        return torch.autocast("cpu", dtype=torch.bfloat16)
+        return torch.autocast("cpu", dtype=torch.bfloat16, cache_enabled=False)
     return contextlib.nullcontext()
 
 
