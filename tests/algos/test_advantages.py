@@ -150,3 +150,8 @@ def test_step_table_inconsistent_rows():
         )
     with pytest.raises(InputError, match="group_id differs"):
         empg.step_outcome_advantages("grpo", torch.ones(3), torch.tensor([0, 1, 1]), traj)
+    # a NaN reward is named as such (NaN != NaN would otherwise read as disagreeing steps)
+    with pytest.raises(NonFiniteError, match="rewards holds 2 NaN"):
+        empg.step_outcome_advantages(
+            "grpo", torch.tensor([float("nan"), float("nan"), 0.0]), torch.zeros(3).long(), traj
+        )

@@ -36,6 +36,7 @@ def test_first_call_builds_second_call_loads(tmp_path, monkeypatch):
     info = json.loads((path / BUILD_INFO).read_text())
     assert info["sft"]["steps"] == 2 and info["vocab_size"] == len(tok) == 400
     assert [p.name for p in (tmp_path / "models").iterdir()] == [path.name]  # no temp folder left
+    assert path.stat().st_mode & 0o777 == 0o755  # readable in a shared cache, not mkdtemp's 0700
     stamp = (path / BUILD_INFO).stat().st_mtime_ns
 
     def no_rebuild(*a, **k):
@@ -184,6 +185,40 @@ def test_sft_fields_added_later_keep_older_cache_folders_valid(name, value):
     on = recipe("household", dataclasses.replace(SFTConfig(), **{name: value}), *args)
     assert on["sft"][name] == value
     assert policy_dir(Path("/c"), "household", on) != policy_dir(Path("/c"), "household", spec)
+
+
+def test_logging_alone_neither_changes_the_cache_key_nor_turns_the_check_off():
+    from empg.models.default import default_configs, policy_dir, recipe, resolve_check
+
+    sft, arch = default_configs("household")
+    loud = dataclasses.replace(sft, log_every=50)
+    tok = TokenizerConfig()
+    assert policy_dir(Path("/c"), "household", recipe("household", loud, tok, arch)).name == (
+        "household-tiny-v1-e2813f5f0b65"
+    )
+    assert resolve_check("auto", "household", loud, tok, arch) is not None
+    other = dataclasses.replace(sft, steps=sft.steps + 1)  # a real recipe change: no check
+    assert resolve_check("auto", "household", other, tok, arch) is None
+
+
+def test_a_killed_builds_old_temporary_folder_is_swept(tmp_path):
+    import os
+    import time
+
+    from empg.models.default import STALE_BUILD_SECONDS, _sweep_stale_builds
+
+    final = tmp_path / "household-tiny-v1-abc"
+    old, fresh, other = (
+        tmp_path / n
+        for n in (".household-tiny-v1-abc.x1", ".household-tiny-v1-abc.x2", ".other.x3")
+    )
+    for d in (old, fresh, other):
+        d.mkdir()
+    past = time.time() - STALE_BUILD_SECONDS - 60
+    os.utime(old, (past, past))
+    os.utime(other, (past, past))
+    _sweep_stale_builds(final)
+    assert not old.exists() and fresh.exists() and other.exists()
 
 
 def test_the_default_household_policy_is_the_wider_build():

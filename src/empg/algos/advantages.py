@@ -157,6 +157,8 @@ def step_outcome_advantages(
             f"{rewards.numel()}, {group_id.numel()}, {traj_id.numel()}"
         )
     check_nonempty("rewards", rewards)
+    if rewards.is_floating_point():  # NaN != NaN: name it before the per-step comparison
+        check_finite("rewards", rewards)
     _, inv = torch.unique(traj_id, return_inverse=True)  # (S,) dense trajectory index
     first = torch.empty(int(inv.max()) + 1, dtype=torch.long, device=inv.device)
     first[inv] = torch.arange(inv.numel(), device=inv.device)  # some row of each trajectory

@@ -61,6 +61,7 @@ def _without_v1_values(fields: dict, later: dict) -> dict:
 def recipe(env: str, sft: SFTConfig, tok: TokenizerConfig, arch: TinyModelConfig) -> dict:
     """JSON-ready description of a build (what the cache key is made of)."""
     sft_dict = _without_v1_values(asdict(sft), _LATER_SFT_FIELDS)
+    sft_dict["log_every"] = 0  # logging changes nothing built (0, its default, keeps old keys)
     sft_dict["prompt"] = _without_v1_values(sft_dict["prompt"], _LATER_PROMPT_FIELDS)
     return {
         "version": RECIPE_VERSION,
@@ -266,9 +267,11 @@ def default_policy(
     final = policy_dir(cache_root(cache_dir), env, recipe(env, sft, tok_cfg, arch))
     if not (final / BUILD_INFO).is_file():
         final.parent.mkdir(parents=True, exist_ok=True)
+        _sweep_stale_builds(final)
         tmps: list[Path] = []
         try:
             kept = _build_checked(final, tmps, env, sft, tok_cfg, arch, check, log)
+            os.chmod(kept, 0o755)  # mkdtemp's 0700 would hide a shared cache from other users
             try:
                 os.rename(kept, final)
             except OSError:
@@ -282,6 +285,23 @@ def default_policy(
     return model, tokenizer, final
 
 
+#: a build's temporary folder older than this was left by a killed build (a build takes an hour
+#: at most), so the next build of the same recipe removes it
+STALE_BUILD_SECONDS = 24 * 3600
+
+
+def _sweep_stale_builds(final: Path) -> None:
+    """Remove ``final``'s temporary build folders (``.<name>.*``) that a killed process left."""
+    now = time.time()
+    for tmp in final.parent.glob(f".{final.name}.*"):
+        try:
+            old = now - tmp.stat().st_mtime > STALE_BUILD_SECONDS
+        except OSError:
+            continue
+        if old and tmp.is_dir():
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
 def resolve_check(
     check: BuildCheck | str | None,
     env: str,
@@ -293,7 +313,8 @@ def resolve_check(
     default one (another recipe's success level is not calibrated) and None otherwise."""
     if check == "auto":
         default_sft, default_arch = default_configs(env)
-        plain = (sft, arch, tok_cfg) == (default_sft, default_arch, TokenizerConfig())
+        quiet = dataclasses.replace(sft, log_every=default_sft.log_every)  # logging only
+        plain = (quiet, arch, tok_cfg) == (default_sft, default_arch, TokenizerConfig())
         return default_check(env, sft.env_kwargs) if plain else None
     if check is not None and not isinstance(check, BuildCheck):
         raise ConfigError(f"check must be a BuildCheck, None or 'auto', got {check!r}")
