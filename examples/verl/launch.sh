@@ -38,7 +38,8 @@ if [[ "${DAPO:-0}" == "1" ]]; then
     actor_rollout_ref.actor.use_kl_loss=false
     algorithm.filter_groups.enable=true
     algorithm.filter_groups.metric=reward
-    algorithm.filter_groups.max_num_gen_batches=10
+    # (verl's v1 trainer ignores max_num_gen_batches; filter_groups.max_inflight_gen_batches,
+    # default 1, bounds the generation batches in flight while it refills)
     trainer.experiment_name=alfworld_dapo_empg_qwen2.5_1.5b
   )
 fi

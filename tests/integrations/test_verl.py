@@ -140,7 +140,7 @@ def test_sequence_layout_matches_core(store, seed):
     m, e = padded(masks), padded(ents)
     exp = empg.modulate_token_advantages(e, m, a_base)
     got = padded(read(f"seq{seed}", meta.keys))
-    torch.testing.assert_close(got, exp, rtol=0, atol=1e-6)
+    assert torch.equal(got, exp)  # bit for bit: the same core call
     assert torch.equal(padded(read(f"seq{seed}", meta.keys, "returns")), got)
     assert metrics["empg/steps"] == float(empg.segment_steps(m).num_steps)
     assert not torch.equal(got, a_base[:, None] * m)  # EMPG did change something
@@ -199,6 +199,7 @@ def test_multi_row_layout_padding_duplicates_reorder(store):
     got = read(part, meta.keys)
     by_key = dict(zip(meta.keys, got, strict=True))
     for j, k in enumerate(keys):
+        # not bit for bit: the base advantages are verl's own grpo, the expectation's the core's
         torch.testing.assert_close(
             by_key[k], torch.full_like(masks[j], float(exp[j])), atol=1e-6, rtol=0
         )
@@ -232,7 +233,7 @@ def test_knobs_from_verl_config_reach_the_core(store):
     exp = empg.modulate_token_advantages(
         padded(ents), padded(masks), a_base, k=2.0, zeta=0.05, final_norm="mean_std", scale=False
     )
-    torch.testing.assert_close(padded(read("knobs", meta.keys)), exp, rtol=0, atol=1e-6)
+    assert torch.equal(padded(read("knobs", meta.keys)), exp)
 
 
 @pytest.mark.parametrize(
@@ -247,6 +248,27 @@ def test_knobs_from_verl_config_reach_the_core(store):
 def test_trainer_refuses_at_construction(overrides, match):
     with pytest.raises(ConfigError, match=match):
         EMPGTrainerSync(verl_config(*overrides))
+
+
+@pytest.mark.parametrize("rs", ["token_k1", "'seq_mean_k3,token_k2'"])
+def test_token_level_rejection_sampling_is_refused(rs):
+    with pytest.raises(ConfigError, match="split one model turn"):
+        EMPGTrainerSync(verl_config(EMPG_MODE, f"algorithm.rollout_correction.rollout_rs={rs}"))
+
+
+def test_the_empg_trainer_takes_verls_synchronous_branches():
+    """verl's base trainer branches on trainer_mode == "sync"; registered as empg_sync, the EMPG
+    trainer must still build the synchronous replay buffer with the same batch sizes."""
+    from verl.trainer.ppo.v1 import PPOTrainerSync
+    from verl.trainer.ppo.v1.replay_buffer import ReplayBuffer
+
+    plain = PPOTrainerSync(verl_config())
+    ours = EMPGTrainerSync(verl_config(EMPG_MODE))
+    assert ours.trainer_mode == "sync"
+    assert type(ours.replay_buffer) is ReplayBuffer is type(plain.replay_buffer)
+    assert vars(ours.replay_buffer).get("gen_batch_size") == vars(plain.replay_buffer).get(
+        "gen_batch_size"
+    )
 
 
 def test_missing_entropy_is_a_clear_error(store):

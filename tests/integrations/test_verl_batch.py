@@ -159,6 +159,18 @@ def test_per_token_advantages_are_refused():
         verl_empg_advantages([f"p_{i}_0" for i in range(3)], mask, ent, adv, CFG)
 
 
+def test_estimators_verl_does_not_reduce_per_trajectory_are_refused_with_rows_per_step():
+    mask, ent, _, adv = rand_batch(4, 8, 2)
+    one_row_each = [f"p_{i}_0" for i in range(4)]
+    rows_per_step = ["p_0_0", "p_0_1", "p_1_0", "p_1_1"]
+    for est in ("grpo", "rloo", None):  # one sequence per trajectory: any outcome estimator
+        verl_empg_advantages(one_row_each, mask, ent, adv, CFG, estimator=est)
+    verl_empg_advantages(rows_per_step, mask, ent, adv, CFG, estimator="grpo")
+    for est in ("rloo", "grpo_vectorized", "grpo_passk"):
+        with pytest.raises(ConfigError, match="once per step"):
+            verl_empg_advantages(rows_per_step, mask, ent, adv, CFG, estimator=est)
+
+
 def test_repeated_key_with_different_mask_is_refused():
     mask = torch.tensor([[1, 1, 0], [1, 0, 0]])
     with pytest.raises(InputError, match="appears twice"):

@@ -277,11 +277,12 @@ def success_reward(completions: list, episode_won: list[float], **_: Any) -> lis
 
 
 def invalid_action_penalty(penalty: float = 0.1) -> Callable[..., list[float]]:
-    """TRL reward function: ``-penalty`` x the share of the episode's turns that were invalid."""
+    """TRL reward function: ``-penalty`` x the number of invalid turns in the episode, the same
+    outcome penalty as ``empg train``'s ``rollout.invalid_penalty`` and the verl agent loop's."""
 
     def invalid_action_reward(
-        completions: list, invalid_actions: list[int], num_turns: list[int], **_: Any
+        completions: list, invalid_actions: list[int], **_: Any
     ) -> list[float]:
-        return [-penalty * i / max(n, 1) for i, n in zip(invalid_actions, num_turns, strict=True)]
+        return [-penalty * i for i in invalid_actions]
 
     return invalid_action_reward

@@ -29,8 +29,8 @@ import torch
 from empg.algos.modulation import modulate_advantages
 from empg.algos.steps import step_entropy_from_sequences
 from empg.algos.validation import as_tensor, check_float, check_mask, check_ndim, check_same_shape
-from empg.errors import InputError
-from empg.integrations.verl.config import VerlEMPGConfig
+from empg.errors import ConfigError, InputError
+from empg.integrations.verl.config import MULTI_ROW_ESTIMATORS, VerlEMPGConfig
 
 # relative tolerance for "the base advantage is constant over a row's response tokens"
 _CONST_RTOL = 1e-5
@@ -93,6 +93,7 @@ def verl_empg_advantages(
     config: VerlEMPGConfig,
     *,
     is_padding: Sequence[bool] | None = None,
+    estimator: str | None = None,
 ) -> EMPGBatchResult:
     """EMPG-modulated token advantages for a verl batch.
 
@@ -103,6 +104,9 @@ def verl_empg_advantages(
         advantages: ``(B, L)`` float, the base estimator's advantages (constant per row).
         config: the ``algorithm.empg`` knobs.
         is_padding: ``B`` flags (verl's ``is_padding`` tags); flagged rows are left out.
+        estimator: verl's ``algorithm.adv_estimator`` that made ``advantages``; when a
+            trajectory has several rows, only one verl reduces to a row per trajectory
+            (:data:`~empg.integrations.verl.config.MULTI_ROW_ESTIMATORS`) is accepted.
 
     Returns:
         :class:`EMPGBatchResult` with ``(B, L)`` float32 advantages.
@@ -155,6 +159,15 @@ def verl_empg_advantages(
     traj_ids: dict[str, int] = {}
     traj = torch.tensor([traj_ids.setdefault(t, len(traj_ids)) for t, _ in parsed])  # (R,)
     out_index = torch.tensor([i for _, i in parsed])  # (R,)
+    if estimator is not None and estimator not in MULTI_ROW_ESTIMATORS:
+        rows_per_traj = torch.bincount(traj)
+        if bool((rows_per_traj > 1).any()):
+            raise ConfigError(
+                f"algorithm.adv_estimator={estimator!r} with one row per step: verl computes "
+                "its group statistics over rows, so a trajectory would count once per step in "
+                f"its group's baseline; use one of {list(MULTI_ROW_ESTIMATORS)} with this "
+                "layout, or one sequence per trajectory"
+            )
     kept_t = torch.tensor(kept)
     m = mask[kept_t]  # (R, L)
     row_adv = _row_advantage(advantages[kept_t], m, [keys[r] for r in kept])  # (R,)

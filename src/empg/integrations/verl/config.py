@@ -21,11 +21,20 @@ OUTCOME_ESTIMATORS = (
     "rloo",
     "rloo_vectorized",
     "opo",
-    "gdpo",
 )
 """verl estimators that give every response token of a row the same (outcome) advantage;
 EMPG needs exactly one advantage per trajectory, so per-token estimators (gae, reinforce++,
-remax with in-reward KL, optimal-token baselines) are refused"""
+remax with in-reward KL, optimal-token baselines) are refused. (``gdpo`` is left out: verl's
+v1 trainer does not give it the fields it reads.)"""
+
+MULTI_ROW_ESTIMATORS = ("grpo",)
+"""the estimators verl reduces to one row per trajectory before the group statistics
+(``compute_advantage_for_multi_trajectories``); with one row per step any other one would
+count a trajectory once per step in its group's baseline"""
+
+TOKEN_LEVEL_REJECTION = ("token_k1", "token_k2", "token_k3")
+"""rollout-correction rejection criteria that zero single tokens of ``response_mask``, which
+would split one model turn into several EMPG steps"""
 
 
 class VerlEMPGConfig(EMPGConfig):
@@ -82,6 +91,12 @@ def empg_config_from(algorithm: Any) -> VerlEMPGConfig:
     return from_dict(VerlEMPGConfig, section, prefix="algorithm.empg.")
 
 
+def adv_estimator_name(config: Any) -> str:
+    """``algorithm.adv_estimator`` of a verl config as a plain string (verl's default: gae)."""
+    est = _get(config, "algorithm.adv_estimator", None)
+    return str(getattr(est, "value", est) if est is not None else "gae")
+
+
 def check_verl_config(config: Any) -> VerlEMPGConfig:
     """Refuse verl configurations where EMPG cannot work; return the EMPG knobs.
 
@@ -91,6 +106,8 @@ def check_verl_config(config: Any) -> VerlEMPGConfig:
     * ``algorithm.adv_estimator`` is an outcome-level estimator (:data:`OUTCOME_ESTIMATORS`);
     * rollout-correction bypass mode is off: in bypass mode verl skips the old-log-prob
       recomputation, so no per-token ``entropy`` is produced;
+    * no token-level rejection sampling (``rollout_rs=token_k*``), which edits the response mask
+      EMPG splits into steps;
     * no critic is in use (EMPG replaces ``returns`` with the modulated advantages).
     """
     algorithm = _get(config, "algorithm")
@@ -110,8 +127,7 @@ def check_verl_config(config: Any) -> VerlEMPGConfig:
             f"trainer.v1.trainer_mode is {mode!r}, so EMPG would not run; set "
             f"trainer.v1.trainer_mode={TRAINER_MODE} (or algorithm.empg.enable=False)"
         )
-    est = str(_get(algorithm, "adv_estimator", "gae"))
-    est = getattr(_get(algorithm, "adv_estimator", None), "value", est)
+    est = adv_estimator_name(config)
     if est not in OUTCOME_ESTIMATORS:
         raise ConfigError(
             f"algorithm.adv_estimator={est!r} gives per-token advantages; EMPG modulates one "
@@ -124,6 +140,14 @@ def check_verl_config(config: Any) -> VerlEMPGConfig:
             "algorithm.rollout_correction.bypass_mode=True makes verl reuse the rollout "
             "log-probs instead of recomputing old log-probs, so it computes no per-token "
             "entropy for EMPG; set algorithm.rollout_correction.bypass_mode=False"
+        )
+    rs = str(_get(rc, "rollout_rs", "") or "") if rc is not None else ""
+    token_rs = [c.strip() for c in rs.split(",") if c.strip() in TOKEN_LEVEL_REJECTION]
+    if token_rs:
+        raise ConfigError(
+            f"algorithm.rollout_correction.rollout_rs={rs!r} rejects single tokens by zeroing "
+            "them in response_mask, which would split one model turn into several EMPG steps; "
+            "use sequence-level criteria (seq_sum_k*, seq_mean_k*, seq_max_k*) or none"
         )
     if bool(_get(config, "critic.enable", False)):
         raise ConfigError(

@@ -28,16 +28,24 @@ from verl.workers.utils.padding import response_to_nested
 
 from empg.errors import ConfigError
 from empg.integrations.verl.batch import verl_empg_advantages
-from empg.integrations.verl.config import TRAINER_MODE, VerlEMPGConfig, check_verl_config
+from empg.integrations.verl.config import (
+    TRAINER_MODE,
+    VerlEMPGConfig,
+    adv_estimator_name,
+    check_verl_config,
+)
 
 logger = logging.getLogger(__name__)
 
 _FIELDS = ["response_mask", "entropy", "advantages"]
 
 
-def apply_empg(batch: KVBatchMeta, config: VerlEMPGConfig, metrics: dict) -> KVBatchMeta:
+def apply_empg(
+    batch: KVBatchMeta, config: VerlEMPGConfig, metrics: dict, estimator: str | None = None
+) -> KVBatchMeta:
     """Read the base advantages and the old-policy entropy of ``batch`` from TransferQueue,
-    modulate them with EMPG and write ``advantages`` and ``returns`` back (jagged, like verl)."""
+    modulate them with EMPG and write ``advantages`` and ``returns`` back (jagged, like verl).
+    ``estimator``: verl's ``algorithm.adv_estimator``, to refuse layouts it gets wrong."""
     data = tq.kv_batch_get(keys=batch.keys, partition_id=batch.partition_id, select_fields=_FIELDS)
     missing = [f for f in _FIELDS if f not in data.keys()]  # noqa: SIM118 (TensorDict)
     if missing:
@@ -56,6 +64,7 @@ def apply_empg(batch: KVBatchMeta, config: VerlEMPGConfig, metrics: dict) -> KVB
         padded["advantages"],
         config,
         is_padding=[bool(t.get("is_padding", False)) for t in tags],
+        estimator=estimator,
     )
     adv = result.advantages.to(padded["advantages"].dtype)
     nested = response_to_nested(adv, nested_mask)
@@ -75,8 +84,14 @@ class EMPGTrainerSync(PPOTrainerSync):
     configurations where EMPG cannot work, before any worker is started.
     """
 
+    # verl's base trainer branches on ``self.trainer_mode == "sync"`` (replay buffer, batch
+    # refill, parameter sync, checkpointed prompt data): this trainer is looked up under its own
+    # name but must take every synchronous branch, so the attribute always reads "sync"
+    trainer_mode = property(lambda self: "sync", lambda self, value: None)
+
     def __init__(self, config):
         self.empg_config = check_verl_config(config)
+        self.adv_estimator = adv_estimator_name(config)
         super().__init__(config)
         logger.warning("EMPG active (trainer mode %s): %s", TRAINER_MODE, self.empg_config)
 
@@ -84,7 +99,7 @@ class EMPGTrainerSync(PPOTrainerSync):
         batch = super()._compute_advantage(batch, metrics)
         if not self.empg_config.enable:
             return batch
-        return apply_empg(batch, self.empg_config, metrics)
+        return apply_empg(batch, self.empg_config, metrics, estimator=self.adv_estimator)
 
 
 def register() -> type[EMPGTrainerSync]:
