@@ -221,7 +221,8 @@ def _restricted_scores(
     rows = [r for r, ids in enumerate(per_row) if ids is not None]
     if not rows:
         return lp, ent
-    sets = pad_allowed([per_row[r] for r in rows], [int(nxt[r]) for r in rows])
+    drawn = nxt.tolist()  # one device sync, not one per row
+    sets = pad_allowed([per_row[r] for r in rows], [drawn[r] for r in rows])
     sel = torch.tensor(rows, dtype=torch.long, device=logits.device)
     sub = logits[sel].gather(1, sets.ids.to(logits.device))
     r_lp, r_ent = restricted_logprobs_and_entropy(
