@@ -111,6 +111,7 @@ def recompute_cost(model, batch, repeats: int) -> None:
                 micro_batch=64,
                 temperature=0.7,
                 allowed=allowed if name == "restricted" else None,
+                share_prefix=True,  # as the trainer runs it (model.share_prefix, on by default)
             )
             times[name].append(time.perf_counter() - t0)
     p, r = (statistics.mean(times[k]) for k in times)

@@ -83,20 +83,17 @@ def _train(overrides: list[str], run_dir: Path, seed: int) -> Path:
 
 
 def _evaluate(overrides: list[str], model_path: str | None, splits, episodes, eval_seed):
-    """{split: success rate} of one policy under one evaluation seed."""
-    from empg.agent.generation import HFBackend
+    """{split: success rate} of one policy under one evaluation seed (as ``empg eval`` runs it:
+    the configured device, precision and threads)."""
     from empg.train.config import load_config
-    from empg.train.rollouts import evaluate
-    from empg.train.trainer import load_model
+    from empg.train.trainer import evaluate_model
 
     split_list = "[" + ",".join(splits) + "]"
     cfg = load_config(
         None,
         [*overrides, f"seed={eval_seed}", f"eval.episodes={episodes}", f"eval.splits={split_list}"],
     )
-    model, tokenizer = load_model(cfg, model_path)
-    model.eval()
-    record = evaluate(HFBackend(model, tokenizer), cfg, 0)
+    record = evaluate_model(cfg, model_path)
     return {s: float(record[f"eval/{s}/success_rate"]) for s in splits}
 
 

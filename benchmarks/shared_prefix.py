@@ -5,7 +5,8 @@
 
 Collects one training batch with the trainer's own rollout code (config overrides as for
 ``empg train``), then times ``recompute_logprobs`` and one ``ppo_update`` (from the same weights
-and a fresh optimiser each time) with ``share_prefix`` off and on, alternating, and prints the
+and a fresh optimiser each time) with ``share_prefix`` off and on, alternating, after
+``--warmup`` untimed rounds of both, and prints the
 median seconds of each, their ratio, the prompt tokens the model runs in each mode, and the
 largest difference between the two modes' log-probs and entropies and updated weights.
 """
@@ -22,6 +23,9 @@ import time
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--repeats", type=int, default=3, help="timed runs per mode (alternating)")
+    p.add_argument(
+        "--warmup", type=int, default=1, help="untimed rounds of both modes first (cold caches)"
+    )
     p.add_argument("--iteration", type=int, default=1, help="which iteration's batch to collect")
     p.add_argument("overrides", nargs="*", help="config overrides, as for empg train")
     args = p.parse_args()
@@ -70,38 +74,53 @@ def main() -> None:
         m: {"recompute": [], "update": []} for m in (False, True)
     }
     outputs: dict[bool, tuple] = {}
-    for _ in range(args.repeats):
+
+    def clock() -> float:  # after the GPU's queued work, where there is one
+        if trainer.device.type == "cuda":
+            torch.cuda.synchronize()
+        return time.perf_counter()
+
+    for rnd in range(args.warmup + args.repeats):
         for share in (False, True):
-            t = time.perf_counter()
-            lp, ent, mask = recompute_logprobs(
-                model,
-                prompts,
-                responses,
-                pad_id=trainer.pad_id,
-                micro_batch=micro,
-                temperature=temp,
-                share_prefix=share,
-            )
-            times[share]["recompute"].append(time.perf_counter() - t)
+            t = clock()
+            with trainer._autocast():  # as the trainer: bf16 on CUDA, fp32 on the CPU
+                lp, ent, mask = recompute_logprobs(
+                    model,
+                    prompts,
+                    responses,
+                    pad_id=trainer.pad_id,
+                    micro_batch=micro,
+                    temperature=temp,
+                    share_prefix=share,
+                )
+            recompute_s = clock() - t
             adv, _ = batch_advantages(table, ent, mask, cfg.algo, cfg.rollout.max_new_tokens)
             m = copy.deepcopy(model)
             opt = torch.optim.AdamW(m.parameters(), lr=cfg.optim.lr)
-            t = time.perf_counter()
-            ppo_update(
-                m,
-                opt,
-                UpdateBatch(prompts, responses, lp, mask, adv),
-                cfg.algo,
-                cfg.optim,
-                pad_id=trainer.pad_id,
-                temperature=temp,
-                generator=torch.Generator().manual_seed(0),
-                share_prefix=share,
-            )
-            times[share]["update"].append(time.perf_counter() - t)
+            t = clock()
+            with trainer._autocast():
+                ppo_update(
+                    m,
+                    opt,
+                    UpdateBatch(prompts, responses, lp, mask, adv),
+                    cfg.algo,
+                    cfg.optim,
+                    pad_id=trainer.pad_id,
+                    temperature=temp,
+                    generator=torch.Generator().manual_seed(0),
+                    share_prefix=share,
+                    norm_len=cfg.rollout.max_new_tokens,
+                )
+            update_s = clock() - t
+            if rnd >= args.warmup:
+                times[share]["recompute"].append(recompute_s)
+                times[share]["update"].append(update_s)
             weights = torch.cat([x.detach().flatten() for x in m.parameters()])
             outputs[share] = (lp, ent, weights)
-    print(f"threads={torch.get_num_threads()} repeats={args.repeats} (median seconds)")
+    print(
+        f"device={trainer.device} threads={torch.get_num_threads()} warm-up rounds="
+        f"{args.warmup} repeats={args.repeats} (median seconds)"
+    )
     print(f"{'phase':>10} {'full rows':>10} {'shared':>8} {'speed-up':>9}")
     for ph in ("recompute", "update"):
         a, b = statistics.median(times[False][ph]), statistics.median(times[True][ph])

@@ -55,11 +55,9 @@ def configure_eval(p: argparse.ArgumentParser) -> None:
 
 
 def run_eval(args: argparse.Namespace) -> int:
-    from empg.agent.generation import HFBackend
     from empg.errors import ConfigError
     from empg.train.config import load_config
-    from empg.train.rollouts import evaluate
-    from empg.train.trainer import _device, autocast_for, load_model
+    from empg.train.trainer import evaluate_model
 
     cfg = load_config(args.config, args.overrides)
     path = None
@@ -70,16 +68,8 @@ def run_eval(args: argparse.Namespace) -> int:
                 f"--checkpoint {args.checkpoint}: no model/ folder there (a run's checkpoints "
                 "are <run_dir>/checkpoints/iter_XXXXXX)"
             )
-    if cfg.threads > 0:
-        import torch
-
-        torch.set_num_threads(cfg.threads)
-    device = _device(cfg)  # the trainer's device and precision rules
-    model, tokenizer = load_model(cfg, path)
-    model.to(device).eval()
-    with autocast_for(device, cfg.model.dtype):
-        # progress on stderr, so stdout stays one JSON object
-        record = evaluate(HFBackend(model, tokenizer), cfg, 0, log=_to_stderr)
+    # progress on stderr, so stdout stays one JSON object
+    record = evaluate_model(cfg, path, log=_to_stderr)
     print(json.dumps({k: v for k, v in record.items() if k != "kind"}, indent=2))
     return 0
 

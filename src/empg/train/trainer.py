@@ -112,6 +112,22 @@ def load_model(cfg: TrainConfig, path: str | None = None, log: Callable[[str], N
     return model, tokenizer
 
 
+def evaluate_model(
+    cfg: TrainConfig, path: str | None = None, log: Callable[[str], None] | None = None
+) -> dict[str, Any]:
+    """The trainer's evaluation (:func:`empg.train.rollouts.evaluate`) of ``cfg.model`` or of the
+    model folder ``path``, on the trainer's device, precision and threads (``empg eval``)."""
+    from empg.agent.generation import HFBackend
+
+    if cfg.threads > 0:
+        torch.set_num_threads(cfg.threads)
+    device = _device(cfg)
+    model, tokenizer = load_model(cfg, path)
+    model.to(device).eval()
+    with autocast_for(device, cfg.model.dtype):
+        return evaluate(HFBackend(model, tokenizer), cfg, 0, log=log)
+
+
 def _check_env_name(name: str) -> None:
     from empg.envs import ENVIRONMENTS, names
 
@@ -268,20 +284,20 @@ class Trainer:
     # ------------------------------------------------------------------------------------------
     def evaluate(self, iteration: int) -> dict[str, Any]:
         self.model.eval()
-        t0 = time.perf_counter()
+        t0 = self._clock()
         with self._autocast():
             record = evaluate(self.backend, self.cfg, iteration, log=self.log)
-        record["time/eval_s"] = time.perf_counter() - t0
+        record["time/eval_s"] = self._clock() - t0
         self.metrics.log(record)
         return record
 
     def iteration(self, it: int) -> dict[str, Any]:
         cfg, algo = self.cfg, self.cfg.algo
         timings = {}
-        t0 = time.perf_counter()
+        t0 = self._clock()
         self.model.eval()
         batch, record = collect_training_batch(self.backend, cfg, it)
-        timings["time/rollout_s"] = time.perf_counter() - t0
+        timings["time/rollout_s"] = self._clock() - t0
         record.update({"kind": "train", "iteration": it, "lr": self.scheduler.get_last_lr()[0]})
         if not batch.steps:
             record["actor/skipped_updates"] = 1.0
@@ -290,7 +306,7 @@ class Trainer:
             timings["time/iteration_s"] = timings["time/rollout_s"]
             return {**record, **timings}
         # recompute old log-probs and entropies with the current policy
-        t1 = time.perf_counter()
+        t1 = self._clock()
         prompts = [list(s.prompt_ids) for s in batch.steps]
         responses = [s.response_ids.tolist() for s in batch.steps]
         temp = cfg.rollout.temperature if cfg.rollout.temperature > 0 else 1.0
@@ -327,14 +343,14 @@ class Trainer:
                 allowed=allowed,
                 share_prefix=cfg.model.share_prefix,
             )
-        timings["time/recompute_s"] = time.perf_counter() - t1
+        timings["time/recompute_s"] = self._clock() - t1
         # advantages: outcome estimator per step, then EMPG
-        t2 = time.perf_counter()
+        t2 = self._clock()
         adv, adv_stats = batch_advantages(table, ent, mask, algo, cfg.rollout.max_new_tokens)
         record.update(adv_stats)
-        timings["time/advantage_s"] = time.perf_counter() - t2
+        timings["time/advantage_s"] = self._clock() - t2
         # update
-        t3 = time.perf_counter()
+        t3 = self._clock()
         gen = torch.Generator().manual_seed(derived_seed(cfg.seed, it, 99))
         upd, self.state["bad_streak"] = ppo_update(
             self.model,
@@ -351,11 +367,18 @@ class Trainer:
             norm_len=cfg.rollout.max_new_tokens,
         )
         self.scheduler.step()
-        timings["time/update_s"] = time.perf_counter() - t3
+        timings["time/update_s"] = self._clock() - t3
         record.update(upd)
         record.update(timings)
         record["time/iteration_s"] = sum(timings.values())
         return record
+
+    def _clock(self) -> float:
+        """``time.perf_counter()`` after the GPU's queued work (phase timings on CUDA would
+        otherwise charge one phase's kernels to the next); plain on the CPU."""
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+        return time.perf_counter()
 
     def _advance_schedule(self) -> None:
         """Step the learning-rate schedule for an iteration without an optimiser step (torch
