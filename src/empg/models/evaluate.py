@@ -92,6 +92,7 @@ def generate_responses(
     import torch
 
     enc = tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=False)
+    enc = {k: v.to(model.device) for k, v in enc.items()}  # a model on a GPU takes GPU inputs
     sample = temperature > 0
     extra = {"temperature": temperature, "top_k": 0, "top_p": 1.0} if sample else {}
     with torch.no_grad():
