@@ -293,3 +293,23 @@ def test_parity_sweep_60_games(alf, tmp_path):
     # measured: 10/10 for every type but pick_two (2/10: after the first object it returns to
     # where it found it and loops when the second lies elsewhere)
     assert all(n == 10 for tt, n in alf_expert.items() if tt != "pick_two_obj_and_place")
+
+
+def test_a_game_is_unsolvable_on_disk_until_its_check_passes(alf, tmp_path, monkeypatch):
+    """The solvability check runs after the game is written; if it never finishes (a crash,
+    a killed process), the file must not claim a solvable game."""
+    from empg.envs.household import export as export_mod
+
+    def interrupted(scene, game):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(export_mod, "verified_walkthrough", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        export_game(generate_scene("train", 3), tmp_path, "train")
+    (game,) = tmp_path.rglob("game.tw-pddl")
+    data = json.loads(game.read_text())
+    assert data["solvable"] is False and data["walkthrough"] is None
+    assert not list(tmp_path.rglob("*.tmp"))  # written whole, no temporary file left
+    monkeypatch.undo()
+    game = export_game(generate_scene("train", 3), tmp_path, "train")
+    assert json.loads(Path(game).read_text())["solvable"] is True  # the real check passes

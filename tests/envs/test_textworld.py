@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+from pathlib import Path
 
 import pytest
 
@@ -11,7 +12,7 @@ pytest.importorskip(
     "textworld", reason="TextWorld adapter tests need: pip install 'empg[textworld]'"
 )
 
-from empg.envs import check_env, make
+from empg.envs import ResetNeeded, check_env, make
 from empg.envs.textworld import (
     TextWorldEnv,
     clean_observation,
@@ -30,6 +31,13 @@ def cache(tmp_path_factory):
     for seed in (0, 1):
         generate_game("tw-cooking", seed, d, **COOKING)
     return d
+
+
+def _games(cache) -> Path:
+    """Where generate_game puts games under ``cache``: one folder per TextWorld version."""
+    from textworld import __version__
+
+    return cache / f"tw-{__version__}"
 
 
 def _env(cache, **kw) -> TextWorldEnv:
@@ -52,7 +60,7 @@ def _play_expert(env: TextWorldEnv, seed: int):
 
 def test_generation_is_reproducible_and_cached(cache, tmp_path):
     game = generate_game("tw-cooking", 0, cache, **COOKING)
-    assert game == cache / "tw-cooking-go1+recipe1+take1-seed0.z8"
+    assert game == _games(cache) / "tw-cooking-go1+recipe1+take1-seed0.z8"
     mtime = game.stat().st_mtime_ns
     assert generate_game("tw-cooking", 0, cache, **COOKING).stat().st_mtime_ns == mtime
     again = generate_game("tw-cooking", 0, tmp_path, **COOKING)  # fresh generation elsewhere
@@ -146,7 +154,7 @@ def test_game_path_folder_and_registry(cache, tmp_path):
     for seed in (0, 1):
         for suffix in (".z8", ".json"):
             name = f"tw-cooking-go1+recipe1+take1-seed{seed}{suffix}"
-            shutil.copy(cache / name, folder / name)
+            shutil.copy(_games(cache) / name, folder / name)
     env = make("textworld", game_path=str(folder))
     _obs0, info0 = env.reset(seed=0)
     assert info0["task_type"] == "custom" and info0["game"].endswith("seed0.z8")
@@ -156,6 +164,35 @@ def test_game_path_folder_and_registry(cache, tmp_path):
     assert single.reset(seed=5)[1]["game"].endswith("seed1.z8")
     env.close()
     env.close()  # twice is fine
+    with pytest.raises(ResetNeeded):  # a closed environment needs a reset, not a traceback
+        env.step("look")
+    # a .z8 without its .json, or an ALFWorld game, is refused with what to do instead
+    (folder / "tw-cooking-go1+recipe1+take1-seed1.json").unlink()
+    with pytest.raises(InputError, match=r"no .*seed1\.json beside it"):
+        TextWorldEnv(game_path=folder)
+    pddl = tmp_path / "game.tw-pddl"
+    pddl.write_text("{}")
+    with pytest.raises(InputError, match="make\\('alfworld'"):
+        TextWorldEnv(game_path=pddl)
+
+
+def test_meta_commands_never_reach_the_interpreter(cache):
+    """restart/quit/undo would change the game behind TextWorld's tracking (a restart kept the
+    old score and plan); they are answered without touching the game."""
+    env = _env(cache)
+    env.reset(seed=0)
+    first = env.expert_action()
+    env.step(first)
+    before = env.step(env.expert_action()).info
+    for meta in ("restart", "RESTART", "quit", "q", "undo", "save game", "restore"):
+        res = env.step(meta)
+        assert res.observation == "That command is not available in this game."
+        assert res.info == before and res.reward == 0.0 and not res.terminated
+    while True:  # the expert still wins from where it was
+        res = env.step(env.expert_action())
+        if res.terminated or res.truncated:
+            break
+    assert res.info["won"]
 
 
 def test_configuration_errors(cache, tmp_path):

@@ -210,9 +210,10 @@ class AlfWorldEnv(TextEnv):
         game_files: Sequence[str | os.PathLike[str]] | None = None,
     ) -> None:
         super().__init__()
+        user_data = os.environ.get("ALFWORLD_DATA")  # read before alfworld.info sets a default
         self._alf = _import_alfworld()
         if data_dir is None and game_files is None:
-            data_dir = os.environ.get("ALFWORLD_DATA")
+            data_dir = user_data
             if not data_dir:
                 raise ConfigError(
                     "AlfWorldEnv needs data_dir=... (a folder with json_2.1.1/<split>/...) or "
@@ -225,12 +226,12 @@ class AlfWorldEnv(TextEnv):
         unknown = sorted(set(task_types or ()) - set(TASK_TYPES))
         if unknown:
             raise ConfigError(f"unknown task_types {unknown}; valid: {', '.join(TASK_TYPES)}")
-        self.data_dir = Path(data_dir) if data_dir is not None else None
+        self.data_dir = Path(data_dir).expanduser() if data_dir is not None else None
         self.split = split
         self.max_steps = max_steps
         self.expert = expert
         if game_files is not None:
-            self.games = [Path(g) for g in game_files]
+            self.games = [Path(g).expanduser() for g in game_files]
             missing = [str(g) for g in self.games if not g.is_file()]
             if missing:
                 raise InputError(f"game_files do not exist: {missing}")
@@ -348,6 +349,8 @@ class AlfWorldEnv(TextEnv):
         return f"To {self._task}, the next useful step is '{self.expert_action()}'."
 
     def close(self) -> None:
+        self._needs_reset = True  # step() now raises ResetNeeded, not an AttributeError
+        self._state = None
         if self._engine is not None:
             try:
                 self._engine.close()
@@ -364,14 +367,17 @@ def write_game(
     task_desc: str | None = None,
     check_solvable: bool = True,
     max_expert_steps: int = 50,
+    unchecked_solvable: bool = True,
 ) -> Path:
     """Write ``game.tw-pddl`` + ``traj_data.json`` for one trial, ready for :class:`AlfWorldEnv`.
 
     The domain and grammar are the ones shipped with ALFWorld; the task sentence is
     ``task_desc`` or ALFWorld's first template for ``traj_data``. With ``check_solvable`` the
     hand-coded expert plays the game (no perturbation) and its winning command list is stored
-    as ``walkthrough``; ``solvable`` records whether it won within ``max_expert_steps``.
-    Returns the ``game.tw-pddl`` path.
+    as ``walkthrough``; ``solvable`` records whether it won within ``max_expert_steps`` (until
+    then the file says ``solvable: false``). Without it ``solvable`` is ``unchecked_solvable``
+    (a caller that checks the game another way passes False and rewrites it). Files are
+    written whole (a temporary file renamed into place). Returns the ``game.tw-pddl`` path.
     """
     alf = _import_alfworld()
     for key in ("task_type", "pddl_params"):
@@ -383,24 +389,31 @@ def write_game(
         domain = fh.read()
     with open(alf["grammar_path"], encoding="utf-8") as fh:
         grammar = fh.read().replace("UNKNOWN GOAL", task_desc or task_description(traj_data))
-    with open(folder / "traj_data.json", "w", encoding="utf-8") as fh:
-        json.dump(traj_data, fh, indent=2, sort_keys=True)
+    write_json(folder / "traj_data.json", traj_data, indent=2, sort_keys=True)
     game = folder / "game.tw-pddl"
     data: dict[str, Any] = {
         "pddl_domain": domain,
         "grammar": grammar,
         "pddl_problem": pddl_problem,
-        "solvable": not check_solvable,
+        "solvable": False if check_solvable else bool(unchecked_solvable),
         "walkthrough": None,
     }
-    with open(game, "w", encoding="utf-8") as fh:
-        json.dump(data, fh)
+    write_json(game, data)
     if check_solvable:
         data["walkthrough"] = _expert_walkthrough(folder, max_expert_steps)
         data["solvable"] = data["walkthrough"] is not None
-        with open(game, "w", encoding="utf-8") as fh:
-            json.dump(data, fh)
+        write_json(game, data)
     return game
+
+
+def write_json(path: str | os.PathLike[str], obj: Any, **dump_kwargs: Any) -> None:
+    """``json.dump`` into a temporary file beside ``path``, then rename it into place, so a
+    reader (or a killed writer) never sees half a file."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with open(tmp, "w", encoding="utf-8") as fh:
+        json.dump(obj, fh, **dump_kwargs)
+    os.replace(tmp, path)
 
 
 def _expert_walkthrough(folder: Path, max_steps: int) -> list[str] | None:

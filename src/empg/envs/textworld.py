@@ -74,7 +74,7 @@ def default_cache_dir() -> Path:
         or os.environ.get("EMPG_CACHE")
         or os.path.join(Path.home(), ".cache", "empg")
     )
-    return Path(root) / "textworld"
+    return Path(root).expanduser() / "textworld"
 
 
 def _settings_args(settings: dict[str, Any]) -> list[str]:
@@ -139,7 +139,10 @@ def generate_game(
         raise InputError(f"seed must be a non-negative int, got {seed!r}")
     from textworld import __version__ as tw_version
 
-    out = Path(out_dir) if out_dir is not None else default_cache_dir() / f"tw-{tw_version}"
+    # one folder per TextWorld version, also under an explicit out_dir: another version's
+    # tw-make may write a different game under the same name
+    root = Path(out_dir).expanduser() if out_dir is not None else default_cache_dir()
+    out = root / f"tw-{tw_version}"
     out.mkdir(parents=True, exist_ok=True)
     name = _game_name(challenge, settings, seed)
     target = out / f"{name}.z8"
@@ -151,9 +154,15 @@ def generate_game(
     # Generate in a private folder, then move the files in (the .z8 last: it marks completion).
     # The output path is relative so the file's recorded settings do not depend on the folder.
     with tempfile.TemporaryDirectory(dir=out, prefix=".gen-") as tmp:
-        proc = subprocess.run(
-            cmd, cwd=tmp, env=env, capture_output=True, text=True, timeout=timeout, check=False
-        )
+        try:
+            proc = subprocess.run(
+                cmd, cwd=tmp, env=env, capture_output=True, text=True, timeout=timeout, check=False
+            )
+        except subprocess.TimeoutExpired as exc:
+            raise ConfigError(
+                f"tw-make took longer than {timeout} s for challenge={challenge!r}, "
+                f"settings={settings!r}, seed={seed}; smaller settings, or a larger timeout"
+            ) from exc
         made = Path(tmp) / f"{name}.z8"
         if proc.returncode != 0 or not made.is_file():
             tail = (proc.stderr or proc.stdout).strip()[-1500:]
@@ -176,15 +185,34 @@ def _find_games(game_path: str | os.PathLike[str] | Sequence[str | os.PathLike[s
             z8 = sorted(p.glob("*.z8"))
             stems = {g.stem for g in z8}
             others = [g for g in sorted(p.glob("*.json")) if g.stem not in stems]
-            games += z8 + others + sorted(p.glob("*.tw-pddl"))
+            games += z8 + others
         elif p.is_file():
             games.append(p)
         else:
             raise InputError(f"game_path {str(p)!r} does not exist")
     if not games:
-        raise InputError(f"no TextWorld game (*.z8, *.json, *.tw-pddl) found in {game_path!r}")
+        raise InputError(f"no TextWorld game (*.z8 with its .json, *.json) found in {game_path!r}")
+    for g in games:
+        if g.suffix == ".tw-pddl":
+            raise InputError(
+                f"{g} is an ALFWorld/PDDL game: play it with make('alfworld', game_files=[...]) "
+                "(TextWorldEnv would give it no task, no score and mangled names)"
+            )
+        if g.suffix == ".z8" and not g.with_suffix(".json").is_file():
+            raise InputError(
+                f"{g} has no {g.with_suffix('.json').name} beside it: TextWorld needs that file "
+                "for the task, the admissible commands and the expert's plan"
+            )
     return sorted(set(games))
 
+
+#: Z-machine meta commands (restart, quit, save/restore, undo, transcripts): the interpreter
+#: would carry them out without TextWorld's state tracking knowing (a restart keeps the old
+#: score and plan), so they are answered here and never reach the game
+META_VERBS = frozenset(
+    {"restart", "quit", "q", "save", "restore", "undo", "script", "unscript", "transcript"}
+)
+META_REPLY = "That command is not available in this game."
 
 _BANNER_LINE = re.compile(r"^[^A-Za-z]*$")
 
@@ -307,8 +335,12 @@ class TextWorldEnv(TextEnv):
         return clean_observation(self._state.feedback), self._info()
 
     def _step(self, action: str) -> tuple[str, float, bool, dict[str, Any]]:
+        command = sanitize_command(action)
+        verb = command.split(" ", 1)[0].lower() if command else ""
+        if verb in META_VERBS:  # the interpreter would act on them behind TextWorld's back
+            return META_REPLY, 0.0, False, self._info()
         with ENGINE_LOCK, _quiet_jericho():
-            state, _score, done = self._engine.step(sanitize_command(action))
+            state, _score, done = self._engine.step(command)
         self._state = state
         score = int(state.get("score") or 0)
         won = bool(state.get("won"))
@@ -351,6 +383,8 @@ class TextWorldEnv(TextEnv):
         return f"The shortest plan to finish the task starts with '{plan[0]}'{rest}."
 
     def close(self) -> None:
+        self._needs_reset = True  # step() now raises ResetNeeded, not an AttributeError
+        self._state = None
         if self._engine is not None:
             try:
                 self._engine.close()

@@ -339,7 +339,7 @@ def export_game(
     ``pick_two_obj_and_place`` games whose two objects start in different receptacles, so it
     would mark solvable games unsolvable; see docs/env_household.md.)
     """
-    from empg.envs.alfworld import write_game
+    from empg.envs.alfworld import write_game, write_json
 
     split = split_name if split_name is not None else scene.split
     if not split or "/" in split or split in (".", ".."):
@@ -351,6 +351,7 @@ def export_game(
         traj_data(scene),
         task_desc=scene.task.instruction.rstrip("."),
         check_solvable=False,
+        unchecked_solvable=not check_solvable,  # checked below: unsolvable until it passes
     )
     if check_solvable:
         walkthrough = verified_walkthrough(scene, game)
@@ -358,8 +359,7 @@ def export_game(
             data = json.load(fh)
         data["walkthrough"] = walkthrough
         data["solvable"] = walkthrough is not None
-        with open(game, "w", encoding="utf-8") as fh:
-            json.dump(data, fh)
+        write_json(game, data)
     return game
 
 
