@@ -126,6 +126,9 @@ def test_rollout_restricted_logprobs_needs_constrained_actions():
         ("eval.every=-1", "eval.every"),
         ("eval.temperature=-0.5", "eval.temperature"),
         ("eval.splits=[]", "eval.splits"),
+        ("optim.lr=.nan", "optim.lr"),
+        ("rollout.temperature=.inf", "rollout.temperature"),
+        ("algo.kl_coef=.nan", "algo.kl_coef"),
     ],
 )
 def test_out_of_range_values_are_rejected_naming_the_key(override, key):
@@ -149,3 +152,13 @@ def test_an_unknown_environment_is_refused_before_any_model_is_loaded(tmp_path):
     with pytest.raises(ConfigError, match="Did you mean 'household'"):
         Trainer(cfg, log=lambda *_: None)
     assert not (tmp_path / "r").exists()
+
+
+def test_a_malformed_config_file_is_a_config_error(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("algo: [1,\n")
+    with pytest.raises(ConfigError, match="cannot read config file"):
+        load_config(str(bad), [])
+    bad.write_bytes(b"seed: \xff\xfe\n")
+    with pytest.raises(ConfigError, match="cannot read config file"):
+        load_config(str(bad), [])

@@ -83,8 +83,8 @@ def save_checkpoint(
     root.mkdir(parents=True, exist_ok=True)
     final = root / f"iter_{iteration:06d}"
     tmp = root / f".tmp-iter_{iteration:06d}-{os.getpid()}"
-    if tmp.exists():
-        shutil.rmtree(tmp)
+    for stale in root.glob(".tmp-iter_*"):  # this one's, or a killed process's half-written one
+        shutil.rmtree(stale, ignore_errors=True)
     tmp.mkdir()
     model.save_pretrained(tmp / "model", safe_serialization=True)
     if tokenizer is not None:  # so the checkpoint's model folder loads on its own (empg eval)
@@ -104,10 +104,27 @@ def save_checkpoint(
     os.replace(tmp, final)
     _fsync_dir(root)
     atomic_write_text(root / "latest", final.name)
-    done = sorted(p for p in root.glob("iter_*") if p.is_dir())
-    for old in done[:-keep]:
-        shutil.rmtree(old, ignore_errors=True)
+    # prune by iteration number (not name: iter_1000000 sorts before iter_999999); folders past
+    # this one were left by a run killed after them and resumed from an earlier checkpoint
+    done = _checkpoints(root)
+    for it, path in done:
+        if it > iteration:
+            shutil.rmtree(path, ignore_errors=True)
+    kept = [path for it, path in done if it <= iteration]
+    for old in kept[:-keep]:
+        if old != final:
+            shutil.rmtree(old, ignore_errors=True)
     return final
+
+
+def _checkpoints(root: Path) -> list[tuple[int, Path]]:
+    """``(iteration, folder)`` of every ``iter_N`` folder under ``root``, by iteration."""
+    found = []
+    for p in root.glob("iter_*"):
+        suffix = p.name[len("iter_") :]
+        if p.is_dir() and suffix.isdecimal():
+            found.append((int(suffix), p))
+    return sorted(found)
 
 
 def latest_checkpoint(run_dir: Path) -> Path | None:
@@ -118,18 +135,33 @@ def latest_checkpoint(run_dir: Path) -> Path | None:
         path = root / marker.read_text().strip()
         if (path / "trainer_state.json").is_file():
             return path
-    done = sorted(p for p in root.glob("iter_*") if (p / "trainer_state.json").is_file())
+    done = [p for _, p in _checkpoints(root) if (p / "trainer_state.json").is_file()]
     return done[-1] if done else None
+
+
+#: what a checkpoint's trainer_state.json must hold to resume from
+STATE_KEYS = ("iteration", "rng")
 
 
 def load_trainer_state(path: Path) -> dict[str, Any]:
     try:
-        return json.loads((Path(path) / "trainer_state.json").read_text())
+        state = json.loads((Path(path) / "trainer_state.json").read_text())
     except (OSError, ValueError) as e:
         raise CheckpointError(f"cannot read {path}/trainer_state.json: {e}") from e
+    missing = [k for k in STATE_KEYS if not isinstance(state, dict) or k not in state]
+    if missing:
+        raise CheckpointError(
+            f"{path}/trainer_state.json lacks {missing}; the checkpoint is damaged"
+        )
+    state.setdefault("bad_streak", 0)
+    state.setdefault("before", {})
+    return state
 
 
 def load_optimizer(path: Path, optimizer, scheduler) -> None:
-    blob = torch.load(Path(path) / "optimizer.pt", map_location="cpu", weights_only=True)
-    optimizer.load_state_dict(blob["optimizer"])
-    scheduler.load_state_dict(blob["scheduler"])
+    try:
+        blob = torch.load(Path(path) / "optimizer.pt", map_location="cpu", weights_only=True)
+        optimizer.load_state_dict(blob["optimizer"])
+        scheduler.load_state_dict(blob["scheduler"])
+    except Exception as e:  # unreadable, truncated, or another model's optimizer state
+        raise CheckpointError(f"cannot load {path}/optimizer.pt: {type(e).__name__}: {e}") from e

@@ -16,15 +16,31 @@ from typing import Any
 
 
 def _clean(v: Any) -> Any:
+    """``v`` as plain JSON: NaN/inf -> None (JSON has neither), numpy and 0-d torch scalars ->
+    Python numbers, containers cleaned all the way down."""
+    if isinstance(v, dict):
+        return {str(k): _clean(x) for k, x in v.items()}
+    if isinstance(v, list | tuple):
+        return [_clean(x) for x in v]
+    if hasattr(v, "item") and callable(v.item) and getattr(v, "ndim", 0) == 0:
+        v = v.item()  # numpy scalar or 0-d tensor
     if isinstance(v, float) and not math.isfinite(v):
-        return None  # JSON has no NaN/inf
+        return None
     return v
 
 
 class MetricsLogger:
     def __init__(
-        self, run_dir: Path, *, tensorboard: bool = True, wandb: bool = False, config=None
+        self,
+        run_dir: Path,
+        *,
+        tensorboard: bool = True,
+        wandb: bool = False,
+        config=None,
+        purge_step: int | None = None,
     ):
+        """``purge_step``: on resume, the first iteration to log again; TensorBoard drops its
+        events from there on (as :meth:`truncate_after` does for ``metrics.jsonl``)."""
         self.path = Path(run_dir) / "metrics.jsonl"
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._tb = None
@@ -33,7 +49,7 @@ class MetricsLogger:
             try:
                 from torch.utils.tensorboard import SummaryWriter
 
-                self._tb = SummaryWriter(str(Path(run_dir) / "tensorboard"))
+                self._tb = SummaryWriter(str(Path(run_dir) / "tensorboard"), purge_step=purge_step)
             except ImportError:
                 pass
         if wandb:
@@ -55,9 +71,9 @@ class MetricsLogger:
         os.replace(tmp, self.path)
 
     def log(self, record: dict[str, Any]) -> None:
-        record = {k: _clean(v) for k, v in record.items()}
+        record = _clean(record)
         with open(self.path, "a") as f:
-            f.write(json.dumps(record) + "\n")
+            f.write(json.dumps(record, allow_nan=False) + "\n")
             f.flush()
         step = int(record.get("iteration", 0))
         numeric = {
@@ -79,11 +95,14 @@ class MetricsLogger:
 
 
 def read_metrics(path: Path) -> list[dict[str, Any]]:
-    """Records of a metrics.jsonl; a torn last line (killed mid-write) is ignored."""
+    """Records of a metrics.jsonl; a torn last line (killed mid-write) and anything that is not
+    a JSON object are ignored."""
     out = []
     for line in Path(path).read_text().splitlines():
         try:
-            out.append(json.loads(line))
+            record = json.loads(line)
         except ValueError:
             continue
+        if isinstance(record, dict):
+            out.append(record)
     return out

@@ -12,6 +12,7 @@ import dataclasses
 import difflib
 import inspect
 import itertools
+import math
 import re
 import textwrap
 import types
@@ -96,6 +97,8 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
             return float(value)
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise ConfigError(f"{key}: expected float, got {type(value).__name__} {value!r}")
+        if not math.isfinite(value):  # NaN slips past every range check (NaN < 0 is False)
+            raise ConfigError(f"{key}: expected a finite number, got {value!r}")
         return float(value)
     if tp is int:
         if isinstance(value, bool) or not isinstance(value, int):

@@ -25,7 +25,7 @@ from typing import Any
 
 import torch
 
-from empg.errors import ConfigError, NonFiniteError, TrainingDivergedError
+from empg.errors import CheckpointError, ConfigError, NonFiniteError, TrainingDivergedError
 from empg.models.attention import use_gqa_attention
 from empg.train.advantages import batch_advantages
 from empg.train.checkpoint import (
@@ -36,7 +36,7 @@ from empg.train.checkpoint import (
     set_rng_state,
 )
 from empg.train.config import TrainConfig, config_to_dict
-from empg.train.metrics import MetricsLogger
+from empg.train.metrics import MetricsLogger, read_metrics
 from empg.train.rollouts import collect_training_batch, derived_seed, evaluate
 from empg.train.schema import from_dict
 from empg.train.update import UpdateBatch, ppo_update, recompute_logprobs
@@ -227,15 +227,25 @@ class Trainer:
         if self.resume_from is not None:
             load_optimizer(self.resume_from, self.optimizer, self.scheduler)
             self.state = load_trainer_state(self.resume_from)
-            set_rng_state(self.state["rng"])
+            try:
+                set_rng_state(self.state["rng"])
+            except (KeyError, TypeError, ValueError, RuntimeError) as e:
+                raise CheckpointError(
+                    f"{self.resume_from}/trainer_state.json: unreadable random state ({e})"
+                ) from e
         from empg.agent.generation import HFBackend
 
         self.backend = HFBackend(self.model, self.tokenizer)
+        # on resume, drop what the lost iterations logged (everything, without a checkpoint)
+        done = int(self.state["iteration"]) if self.resume_from is not None else -1
         self.metrics = MetricsLogger(
-            self.run_dir, tensorboard=cfg.tensorboard, wandb=cfg.wandb, config=config_to_dict(cfg)
+            self.run_dir,
+            tensorboard=cfg.tensorboard,
+            wandb=cfg.wandb,
+            config=config_to_dict(cfg),
+            purge_step=done + 1 if resume else None,
         )
-        if resume:  # drop what the lost iterations logged (everything, without a checkpoint)
-            done = int(self.state["iteration"]) if self.resume_from is not None else -1
+        if resume:
             self.metrics.truncate_after(done)
 
     def _check_run_dir(self, resume: bool) -> None:
@@ -457,8 +467,16 @@ class Trainer:
                     tokenizer=self.tokenizer,
                 )
         result.iterations_done = int(self.state["iteration"])
-        self.log("[empg] evaluating the trained policy ...")
-        result.after = self.evaluate(result.iterations_done)
+        earlier = [  # a resumed run that had nothing left to do was evaluated already
+            r
+            for r in read_metrics(self.metrics.path)
+            if r.get("kind") == "eval" and r.get("iteration") == result.iterations_done
+        ]
+        if start == result.iterations_done and start > 0 and earlier:
+            result.after = earlier[-1]
+        else:
+            self.log("[empg] evaluating the trained policy ...")
+            result.after = self.evaluate(result.iterations_done)
         self.log(f"[empg] before RL: {_fmt(result.before, cfg)}")
         self.log(f"[empg] after  RL: {_fmt(result.after, cfg)}")
         self.metrics.close()
