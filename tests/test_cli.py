@@ -122,8 +122,13 @@ def test_play_unknown_env_and_bad_args(monkeypatch, capsys):
     code, _, err = _run(monkeypatch, capsys, ["play", "_test_cli_door", "--arg", "colour=red"])
     assert code == 2 and "cannot build environment" in err and "colour" in err
     assert err.startswith("empg play: error: ")
-    with pytest.raises(SystemExit, match="KEY=VALUE"):
-        cli.main(["play", "_test_cli_door", "--arg", "nonsense"])
+    code, _, err = _run(monkeypatch, capsys, ["play", "_test_cli_door", "--arg", "nonsense"])
+    assert code == 2 and err.startswith("empg play: error: --arg expects KEY=VALUE")
+    code, _, err = _run(monkeypatch, capsys, ["play", "_test_cli_door", "--seed", "-1"])
+    assert code == 2 and err == "empg play: error: --seed must be >= 0, got -1\n"
+    # "²" is a digit int() refuses: it is sent as a plain (unknown) action, not a crash
+    code, out, _ = _run(monkeypatch, capsys, ["play", "_test_cli_door"], "²\n:quit\n")
+    assert code == 0 and "[you] ²" in out
 
 
 def test_parse_value_never_evaluates():
@@ -221,6 +226,10 @@ def test_sft_errors_use_the_same_format(tmp_path, capsys):
 
     assert cli.main(["sft", "--out", str(tmp_path / "p"), "--threads", "0"]) == 2
     assert capsys.readouterr().err == "empg sft: error: --threads must be >= 1, got 0\n"
+    a_file = tmp_path / "a_file"
+    a_file.write_text("")
+    assert cli.main(["sft", "--out", str(a_file)]) == 2  # refused before any building
+    assert capsys.readouterr().err.startswith("empg sft: error: cannot create the output folder")
 
 
 def test_train_help_lists_every_config_field_with_its_doc(capsys):

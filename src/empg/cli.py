@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import Any, TextIO
 
 import empg
+from empg.errors import ConfigError
 from empg.train import cli as _tcli
 
 
@@ -116,9 +117,7 @@ def _parse_kwargs(pairs: Sequence[str]) -> dict[str, Any]:
     for pair in pairs:
         key, sep, value = pair.partition("=")
         if not sep or not key.isidentifier():
-            raise SystemExit(
-                f"empg: --arg expects KEY=VALUE with a Python identifier key, got {pair!r}"
-            )
+            raise ConfigError(f"--arg expects KEY=VALUE with a Python identifier key, got {pair!r}")
         kwargs[key] = parse_value(value)
     return kwargs
 
@@ -183,8 +182,8 @@ def play(env: Any, seed: int, inp: TextIO, out: TextIO) -> int:
             except NotImplementedError:
                 print("[expert] this environment has no expert", file=out)
             continue
-        action = (
-            actions[int(text) - 1] if text.isdigit() and 1 <= int(text) <= len(actions) else text
+        action = (  # isdecimal, not isdigit: "²" is a digit that int() refuses
+            actions[int(text) - 1] if text.isdecimal() and 1 <= int(text) <= len(actions) else text
         )
         res = env.step(action)
         total += res.reward
@@ -210,6 +209,8 @@ def _run_play(args: argparse.Namespace) -> int:
         kwargs["split"] = args.split
     if args.max_steps is not None:
         kwargs["max_steps"] = args.max_steps
+    if args.seed < 0:
+        raise ConfigError(f"--seed must be >= 0, got {args.seed}")
     try:
         env = make(args.name, **kwargs)
     except (ImportError, ValueError, TypeError, OSError) as exc:
@@ -217,6 +218,9 @@ def _run_play(args: argparse.Namespace) -> int:
         return 2
     try:
         return play(env, args.seed, sys.stdin, sys.stdout)
+    except KeyboardInterrupt:  # Ctrl-C ends the game, without a traceback
+        print("\n[quit] interrupted", file=sys.stdout)
+        return 130
     finally:
         env.close()
 
@@ -301,7 +305,6 @@ def _configure_sft(p: argparse.ArgumentParser) -> None:
 def _run_sft(args: argparse.Namespace) -> int:
     import dataclasses
 
-    from empg.errors import ConfigError
     from empg.models.default import build_policy, default_configs
     from empg.models.evaluate import EvalConfig, evaluate_policy
     from empg.models.tokenizer import TokenizerConfig

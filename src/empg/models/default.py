@@ -97,13 +97,16 @@ def build_policy(
         raise ConfigError(f"sft.env is {sft.env!r} but env is {env!r}; make them the same")
     tok_cfg = tokenizer_config or TokenizerConfig()
     arch = model_config or TinyModelConfig()
+    out = Path(out_dir).expanduser()
+    try:  # before the build, not after up to an hour of it
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise ConfigError(f"cannot create the output folder {str(out)!r}: {e}") from e
     t0 = time.perf_counter()
     tokenizer = train_tokenizer(tok_cfg)
     t_tok = time.perf_counter() - t0
     model = build_tiny_model(tokenizer, arch)
     stats = train_sft(model, tokenizer, sft, on_step=_progress(sft.steps, log) if log else None)
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(out, safe_serialization=True)
     tokenizer.save_pretrained(out)
     info = {
