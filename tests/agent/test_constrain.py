@@ -111,12 +111,12 @@ def test_backend_spells_only_allowed_actions_and_records_unmasked_numbers(format
             action = o.text.split("<action>")[-1].removesuffix("</action>")
             assert action in a
     # without the mask the same model writes other actions: the constraint is what did it
-    free_actions = [
-        o.text.split("<action>")[-1].removesuffix("</action>")
-        for o in free
+    free_actions = [  # (row, action): each compared with its own row's admissible list
+        (i, o.text.split("<action>")[-1].removesuffix("</action>"))
+        for i, o in enumerate(free)
         if "<action>" in o.text and o.finish_reason == "stop"
     ]
-    assert any(x not in a for x, a in zip(free_actions, allowed, strict=False))
+    assert any(x not in allowed[i] for i, x in free_actions)
     # log-probs and entropies are the model's own distribution, as a training forward sees it
     for o, (lp, ent) in zip(outs, full_forward(format_model, p, outs, 1.0), strict=True):
         torch.testing.assert_close(o.logprobs, lp, atol=1e-4, rtol=1e-4)

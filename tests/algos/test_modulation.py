@@ -137,6 +137,7 @@ def test_bonus_only_from_next_step_of_same_trajectory():
     out = empg.modulate_advantages(
         h, a, t, s, scale=False, zeta=1.0, k_future=2.0, final_norm="none"
     )
+    assert out.tolist() == pytest.approx([0.0, 0.0, 1.0, 0.0])  # exp(-k_f * 0) whatever k_f
     h2 = torch.tensor([0.0, 1.0, 2.0, 0.5])
     out = empg.modulate_advantages(
         h2, a, t, s, scale=False, zeta=1.0, k_future=2.0, final_norm="none"

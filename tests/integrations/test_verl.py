@@ -310,8 +310,7 @@ def test_installed_entry_point():
     from importlib.metadata import entry_points
 
     eps = [e for e in entry_points(group="verl.plugins") if e.value.startswith("empg.")]
-    if not eps:
-        pytest.skip("pyproject.toml does not declare the verl.plugins entry point yet")
+    assert eps, "the verl.plugins entry point of pyproject.toml is not installed"
     assert eps[0].value == "empg.integrations.verl.plugin"
     assert get_trainer_cls("empg_sync") is EMPGTrainerSync
 

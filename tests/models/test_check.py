@@ -44,16 +44,35 @@ def _scripted(monkeypatch, rates: list[float]) -> list[int]:
     return seen
 
 
-def test_the_check_plays_the_tasks_it_names_with_evaluate_policy(tmp_path):
+def test_the_check_plays_the_tasks_it_names_with_evaluate_policy(tmp_path, monkeypatch):
+    """The check hands evaluate_policy exactly its tasks, sampling and the build's prompt (a
+    2-step policy never wins, so comparing success rates alone would prove nothing)."""
+    import empg.models.evaluate as evaluate_mod
+
     model, tok, _ = default_policy(tmp_path, **TINY, check=None)
     check = BuildCheck(min_success=0.5, episodes=4, first_seed=7, horizon=3, temperature=0.7)
-    rate = check_success(model, tok, "household", TINY["sft"].prompt, check)
-    ref = evaluate_policy(
-        model,
-        tok,
-        EvalConfig(split="train", episodes=4, first_seed=7, horizon=3, temperature=0.7, seed=0),
+    calls = []
+
+    def recording(m, t, cfg):  # the real evaluation, its config recorded
+        calls.append(cfg)
+        return evaluate_policy(m, t, cfg)
+
+    monkeypatch.setattr(evaluate_mod, "evaluate_policy", recording)
+    kwargs = {"max_steps": 40}  # a real keyword of the environment, passed through
+    rate = check_success(model, tok, "household", TINY["sft"].prompt, check, kwargs)
+    (cfg,) = calls
+    assert cfg == EvalConfig(
+        env="household",
+        split="train",
+        env_kwargs=kwargs,
+        episodes=4,
+        first_seed=7,
+        horizon=3,
+        temperature=0.7,
+        seed=0,
+        prompt=TINY["sft"].prompt,
     )
-    assert rate == ref.success_rate
+    assert rate == evaluate_policy(model, tok, cfg).success_rate
     assert check.describe() == "4 train tasks (seeds 7-10, T=0.7)"
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 
 import pytest
 import torch
@@ -259,12 +260,13 @@ def test_length_grouped_training_is_seeded_and_differs_from_plain_order(small_to
         train_sft(
             build_tiny_model(small_tokenizer, TinyModelConfig(num_layers=1)),
             small_tokenizer,
-            cfg,
+            c,
             ex,
         ).losses
-        for _ in range(2)
+        for c in (cfg, cfg, dataclasses.replace(cfg, length_grouping=False))
     ]
-    assert runs[0] == runs[1] and all(x == x for x in runs[0])
+    assert runs[0] == runs[1] and all(math.isfinite(x) for x in runs[0])  # seeded
+    assert runs[2] != runs[0]  # the grouping changed which examples were batched together
 
 
 def test_exploratory_actions_are_admissible_or_near_misses_that_do_nothing():

@@ -41,16 +41,38 @@ def test_rl_gain_trains_each_seed_and_scores_every_policy_on_one_evaluation(
             (out / f"seed{seed}" / "checkpoints" / "iter_000002" / "trainer_state.json").read_text()
         )
         assert state["iteration"] == 2
-    split = summary["per_split"]["valid_seen"]
-    before = sum(summary["success"]["warm start"][e]["valid_seen"] for e in ("3", "4")) / 2
-    assert split["before"] == pytest.approx(before)
-    for seed in ("0", "1"):
-        after = sum(summary["success"][f"seed {seed}"][e]["valid_seen"] for e in ("3", "4")) / 2
-        assert split["after"][seed] == pytest.approx(after)
-        assert split["gain"][seed] == pytest.approx(after - before)
-    assert split["mean_gain"] == pytest.approx(sum(split["gain"].values()) / 2)
     assert json.loads((out / "summary.json").read_text())["per_split"] == summary["per_split"]
     assert "mean gain" in capsys.readouterr().out
+
+    # the tiny policy wins nothing, so check the arithmetic on stored evaluations with distinct
+    # values: the script reuses them by key, as it would real ones
+    path = out / "evaluations.jsonl"
+    stored = rl_gain._load_evaluations(path)
+    assert len(stored) == 6  # 3 policies x 2 evaluation seeds
+    path.unlink()
+    for i, key in enumerate(sorted(stored)):
+        rl_gain._append_evaluation(path, key, {"valid_seen": 0.05 * (i + 1)})
+    injected = rl_gain.main(argv)
+    capsys.readouterr()
+    rates = injected["success"]
+    assert sorted(r[e]["valid_seen"] for r in rates.values() for e in ("3", "4")) == (
+        pytest.approx([0.05 * (i + 1) for i in range(6)])
+    )
+    split = injected["per_split"]["valid_seen"]
+    before = (rates["warm start"]["3"]["valid_seen"] + rates["warm start"]["4"]["valid_seen"]) / 2
+    assert split["before"] == pytest.approx(before)
+    gains = []
+    for seed in ("0", "1"):
+        after = (
+            rates[f"seed {seed}"]["3"]["valid_seen"] + rates[f"seed {seed}"]["4"]["valid_seen"]
+        ) / 2
+        assert split["after"][seed] == pytest.approx(after)
+        assert split["gain"][seed] == pytest.approx(after - before)
+        gains.append(after - before)
+    assert split["mean_gain"] == pytest.approx(sum(gains) / 2) and any(gains)
+    (out / "evaluations.jsonl").unlink()
+    rl_gain.main(argv)  # play them again
+    capsys.readouterr()
 
     # a second call reuses the finished runs and the finished evaluations
     metrics = out / "seed0" / "metrics.jsonl"

@@ -112,6 +112,9 @@ def test_lora_run_resumes_exactly_and_its_checkpoint_evaluates(tiny_policy_dir, 
     torch.testing.assert_close(
         merged_a, _weights(tb.model.merge_and_unload()), atol=1e-6, rtol=1e-5
     )
+    # what `empg eval --checkpoint` loads is the trained adapter on its base, not the base
+    loaded, _ = load_model(full, path=str(ckpt / "model"))
+    torch.testing.assert_close(_weights(loaded.merge_and_unload()), merged_a, atol=0, rtol=0)
     capsys.readouterr()
     args = ["eval", "--checkpoint", str(ckpt), f"model.path={tiny_policy_dir}", "threads=1"]
     assert cli.main([*args, "env.max_turns=3", "eval.episodes=2", "eval.splits=[valid_seen]"]) == 0
