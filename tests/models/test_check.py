@@ -142,6 +142,25 @@ def test_a_cached_build_is_not_checked_again(tmp_path, monkeypatch):
     assert again == path and seen == []
 
 
+def test_a_cached_build_made_without_the_check_is_checked_once(tmp_path, monkeypatch):
+    """A folder built before builds were checked gets the check on its next use, once, recorded
+    like a new build's; a weak one is reported, not rebuilt."""
+    _, _, path = default_policy(tmp_path, **TINY, check=None)
+    assert "check" not in json.loads((path / BUILD_INFO).read_text())
+    seen = _scripted(monkeypatch, [0.05])
+    lines: list[str] = []
+    check = BuildCheck(min_success=0.1, **SMALL)
+    _, _, again = default_policy(tmp_path, **TINY, check=check, log=lines.append)
+    assert again == path and seen == [0]
+    rec = json.loads((path / BUILD_INFO).read_text())["check"]
+    assert rec["passed"] is False and rec["checked_after_build"] is True
+    assert [(a["sft_seed"], a["success"]) for a in rec["attempts"]] == [(0, 0.05)]
+    assert any("too weak" in ln and str(path) in ln for ln in lines)
+    default_policy(tmp_path, **TINY, check=check)  # recorded: not played again
+    assert seen == [0]
+    assert [p.name for p in (tmp_path / "models").iterdir()] == [path.name]
+
+
 def test_auto_checks_the_default_household_recipe_only():
     sft, arch = default_configs("household")
     tok = TokenizerConfig()

@@ -260,7 +260,9 @@ def default_policy(
     builds again with the next SFT seed (up to ``check.attempts`` builds) and keeps the best;
     the results go into the build info's ``check`` entry. ``"auto"`` checks the default
     recipe of an environment that has a measured threshold (:func:`default_check`: household)
-    and nothing else; None never checks. Folders already built are not checked again.
+    and nothing else; None never checks. A checked folder is not checked again; one cached
+    before builds were checked is checked once on its next use and the result recorded (a weak
+    one is reported, not rebuilt).
     """
     default_sft, default_arch = default_configs(env)
     sft = sft or default_sft
@@ -285,7 +287,61 @@ def default_policy(
                 if tmp.exists():
                     shutil.rmtree(tmp, ignore_errors=True)
     model, tokenizer = load_policy(final)
+    if check is not None:
+        _check_cached_once(final, model, tokenizer, env, sft, check, log)
     return model, tokenizer, final
+
+
+def _check_cached_once(
+    folder: Path,
+    model: Any,
+    tokenizer: Any,
+    env: str,
+    sft: SFTConfig,
+    check: BuildCheck,
+    log: Callable[[str], None] | None,
+) -> None:
+    """A cached build made before builds were checked gets the check once (about 2 minutes),
+    recorded in its build info like a new build's; a weak one is reported, not rebuilt (the
+    folder is the user's: deleting it builds again, with the check's rebuild on failure)."""
+    info_path = folder / BUILD_INFO
+    try:
+        info = json.loads(info_path.read_text())
+    except (OSError, ValueError):
+        return
+    if "check" in info:
+        return
+    say = log or (lambda _m: None)
+    say(f"[empg] this cached build predates the check; playing {check.describe()} once")
+    t0 = time.perf_counter()
+    rate = check_success(model, tokenizer, env, sft.prompt, check, sft.env_kwargs)
+    seed = int(info.get("sft", {}).get("seed", sft.seed))
+    passed = rate >= check.min_success
+    info["check"] = {
+        **asdict(check),
+        "attempts": [
+            {
+                "sft_seed": seed,
+                "success": rate,
+                "sft_final_loss": info.get("sft_final_loss"),
+                "seconds": round(time.perf_counter() - t0, 2),
+            }
+        ],
+        "kept_sft_seed": seed,
+        "passed": passed,
+        "checked_after_build": True,
+    }
+    tmp = info_path.with_name(f".{BUILD_INFO}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(info, indent=2, default=str))
+    os.replace(tmp, info_path)
+    say(
+        f"[empg] warm start check: {rate:.1%} success; {check.min_success:.0%} needed: "
+        + (
+            "passed"
+            if passed
+            else f"too weak (RL is likely to gain little; delete {folder} to build it again)"
+        )
+    )
 
 
 #: a build's temporary folder older than this was left by a killed build (a build takes an hour
