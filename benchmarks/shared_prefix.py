@@ -36,7 +36,7 @@ def main() -> None:
     from empg.train.config import load_config
     from empg.train.policy import micro_batches, pack_rows
     from empg.train.rollouts import collect_training_batch
-    from empg.train.trainer import Trainer
+    from empg.train.trainer import Trainer, autocast_for
     from empg.train.update import UpdateBatch, ppo_update, recompute_logprobs
 
     with tempfile.TemporaryDirectory() as run_dir:
@@ -83,7 +83,9 @@ def main() -> None:
     for rnd in range(args.warmup + args.repeats):
         for share in (False, True):
             t = clock()
-            with trainer._autocast():  # as the trainer: bf16 on CUDA, fp32 on the CPU
+            with autocast_for(
+                trainer.device, cfg.model.dtype
+            ):  # as the trainer: bf16 on CUDA, fp32 on the CPU
                 lp, ent, mask = recompute_logprobs(
                     model,
                     prompts,
@@ -98,7 +100,7 @@ def main() -> None:
             m = copy.deepcopy(model)
             opt = torch.optim.AdamW(m.parameters(), lr=cfg.optim.lr)
             t = clock()
-            with trainer._autocast():
+            with autocast_for(trainer.device, cfg.model.dtype):
                 ppo_update(
                     m,
                     opt,

@@ -28,7 +28,7 @@ def main() -> None:
 
     from empg.train.config import load_config
     from empg.train.metrics import read_metrics
-    from empg.train.trainer import Trainer
+    from empg.train.trainer import Trainer, autocast_for
 
     with tempfile.TemporaryDirectory() as run_dir:
         cfg = load_config(
@@ -43,7 +43,9 @@ def main() -> None:
         )
         trainer = Trainer(cfg, log=lambda *_: None)
         for it in range(1, cfg.iterations + 1):
-            with trainer._autocast():  # as Trainer.run: bf16 autocast on CUDA, fp32 on the CPU
+            with autocast_for(
+                trainer.device, cfg.model.dtype
+            ):  # as Trainer.run: bf16 autocast on CUDA, fp32 on the CPU
                 trainer.metrics.log(trainer.iteration(it))
         records = [r for r in read_metrics(f"{run_dir}/metrics.jsonl") if r["kind"] == "train"]
     used = records[1:] or records

@@ -8,7 +8,8 @@
 # torch: the project requires torch>=2.4 (any build). By default this script installs
 # torch==2.13.0 first, which on our CPU machines resolves to a CPU wheel already on disk (on
 # other machines pip may take PyPI's CUDA build of it, several GB); the installed torch is then
-# pinned with a constraint so no extra (verl, trl, ...) can swap it. Set EMPG_TORCH_SPEC to choose another build, e.g.
+# pinned with a constraint so no extra (verl, trl, ...) can swap it. Set EMPG_TORCH_SPEC to
+# choose another build, e.g.
 #   EMPG_TORCH_SPEC="torch==2.13.0 --index-url https://download.pytorch.org/whl/cu128"
 # or install torch into .venv yourself first (an existing torch is kept).
 set -euo pipefail

@@ -245,3 +245,10 @@ def test_train_help_lists_every_config_field_with_its_doc(capsys):
     assert "seq-mean-token-sum-norm" in out  # a field's one-line doc is shown
     for f in dataclasses.fields(TrainConfig):
         assert f.name in out
+
+
+def test_eval_checks_the_environment_before_loading_a_model(tmp_path, capsys):
+    from empg import cli
+
+    assert cli.main(["eval", "env.name=housheold", f"model.path={tmp_path / 'none'}"]) == 2
+    assert "Did you mean 'household'" in capsys.readouterr().err  # not the missing folder

@@ -415,8 +415,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     from empg.errors import (
         CheckpointError,
-        ConfigError,
-        InputError,
         NonFiniteError,
         TrainingDivergedError,
         UnknownNameError,
@@ -424,13 +422,14 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     # expected failures print one line in argparse's format, no traceback: a run that cannot
     # go on (an unreadable checkpoint, divergence, a policy producing NaN) exits 1, bad input
-    # exits 2 (as argparse does)
+    # (a config key, value or path) exits 2, as argparse does. Other errors, including the
+    # library's own InputErrors (a misuse inside the code), keep their traceback.
     try:
         return int(args._run(args))
     except (CheckpointError, TrainingDivergedError, NonFiniteError) as exc:
         print(f"empg {args.command}: error: {exc}", file=sys.stderr)
         return 1
-    except (ConfigError, InputError, UnknownNameError) as exc:
+    except (ConfigError, UnknownNameError) as exc:
         print(f"empg {args.command}: error: {exc}", file=sys.stderr)
         return 2
 

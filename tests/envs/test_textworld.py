@@ -210,6 +210,8 @@ def test_configuration_errors(cache, tmp_path):
         TextWorldEnv(game_path=tmp_path)
     with pytest.raises(ConfigError, match="tw-make failed"):
         generate_game("tw-cooking", 0, tmp_path, go=5)  # go must be 1, 6, 9 or 12
+    with pytest.raises(ConfigError, match=r"tw-make took longer than 0\.05 s"):
+        generate_game("tw-cooking", 7, tmp_path, timeout=0.05, **COOKING)
     with pytest.raises(InputError, match="seed must be a non-negative int"):
         generate_game("tw-cooking", -1, tmp_path)
 

@@ -147,6 +147,7 @@ def test_a_cached_build_made_without_the_check_is_checked_once(tmp_path, monkeyp
     like a new build's; a weak one is reported, not rebuilt."""
     _, _, path = default_policy(tmp_path, **TINY, check=None)
     assert "check" not in json.loads((path / BUILD_INFO).read_text())
+    assert not list(path.glob(".*.tmp"))
     seen = _scripted(monkeypatch, [0.05])
     lines: list[str] = []
     check = BuildCheck(min_success=0.1, **SMALL)
@@ -159,6 +160,24 @@ def test_a_cached_build_made_without_the_check_is_checked_once(tmp_path, monkeyp
     default_policy(tmp_path, **TINY, check=check)  # recorded: not played again
     assert seen == [0]
     assert [p.name for p in (tmp_path / "models").iterdir()] == [path.name]
+
+
+def test_a_read_only_cache_still_loads_when_the_check_cannot_be_recorded(tmp_path, monkeypatch):
+    """A shared cache may be read-only: the one-off check of an old build then cannot be
+    written down; the build is used all the same (the write fails as a read-only disk would)."""
+    _, _, path = default_policy(tmp_path, **TINY, check=None)
+    seen = _scripted(monkeypatch, [0.2])
+
+    def read_only(*_a, **_k):
+        raise OSError(30, "Read-only file system")
+
+    monkeypatch.setattr(default_mod.os, "replace", read_only)
+    lines: list[str] = []
+    check = BuildCheck(min_success=0.1, **SMALL)
+    model, _, again = default_policy(tmp_path, **TINY, check=check, log=lines.append)
+    assert again == path and model is not None and seen == [0]
+    assert any("could not record the check" in ln for ln in lines)
+    assert "check" not in json.loads((path / BUILD_INFO).read_text())
 
 
 def test_auto_checks_the_default_household_recipe_only():

@@ -17,7 +17,6 @@ def test_default_size_matches_reference_row(small_tokenizer):
     model = build_tiny_model(small_tokenizer)
     vocab = len(small_tokenizer)
     assert count_parameters(model) == vocab * 128 + 4 * LAYER + 128  # tied head, final norm
-
     c = model.config
     assert (c.hidden_size, c.num_hidden_layers, c.num_attention_heads) == (128, 4, 4)
     assert (c.num_key_value_heads, c.intermediate_size) == (2, 512)

@@ -127,6 +127,7 @@ def test_rollout_restricted_logprobs_needs_constrained_actions():
         ("eval.temperature=-0.5", "eval.temperature"),
         ("eval.splits=[]", "eval.splits"),
         ("optim.lr=.nan", "optim.lr"),
+        ("optim.lr=1e999", "optim.lr"),  # an exponent without a dot is parsed separately
         ("rollout.temperature=.inf", "rollout.temperature"),
         ("algo.kl_coef=.nan", "algo.kl_coef"),
     ],

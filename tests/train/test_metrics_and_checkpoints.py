@@ -82,7 +82,7 @@ def test_pruning_goes_by_iteration_number_and_drops_abandoned_later_ones(tiny_po
     assert latest_checkpoint(tmp_path / "r").name == "iter_000005"
 
 
-@pytest.mark.parametrize("damage", ["optimizer", "rng"])
+@pytest.mark.parametrize("damage", ["optimizer", "rng", "model"])
 def test_a_damaged_checkpoint_is_a_checkpoint_error(tiny_policy_dir, tmp_path, damage):
     cfg = load_config(None, tiny_overrides(tiny_policy_dir, tmp_path, iterations=1))
     Trainer(cfg, log=QUIET).run()
@@ -90,6 +90,9 @@ def test_a_damaged_checkpoint_is_a_checkpoint_error(tiny_policy_dir, tmp_path, d
     if damage == "optimizer":
         (ckpt / "optimizer.pt").write_bytes(b"not a torch file")
         match = "cannot load .*optimizer.pt"
+    elif damage == "model":
+        (ckpt / "model" / "model.safetensors").write_bytes(b"truncated")
+        match = "cannot load the model of"
     else:
         state = json.loads((ckpt / "trainer_state.json").read_text())
         del state["rng"]
@@ -109,3 +112,13 @@ def test_resuming_a_finished_run_does_not_evaluate_it_twice(tiny_policy_dir, tmp
     assert again.after["eval/success_rate"] == first.after["eval/success_rate"]
     assert not math.isnan(again.before["eval/success_rate"])
     assert os.path.isdir(tmp_path / "checkpoints" / "iter_000001")
+
+
+def test_raising_iterations_on_a_cosine_resume_says_the_schedule_changed(tiny_policy_dir, tmp_path):
+    cosine = {"optim.schedule": "cosine"}
+    cfg = load_config(None, tiny_overrides(tiny_policy_dir, tmp_path, iterations=1, **cosine))
+    Trainer(cfg, log=QUIET).run()
+    lines: list[str] = []
+    more = load_config(None, tiny_overrides(tiny_policy_dir, tmp_path, iterations=2, **cosine))
+    Trainer(more, resume=True, log=lines.append)
+    assert any("cosine schedule now spans 2 iterations (it spanned 1)" in ln for ln in lines)

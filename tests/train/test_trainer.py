@@ -593,3 +593,16 @@ def test_checkpoint_rng_state_includes_the_cuda_generators():
     first = torch.rand(4, device="cuda")
     set_rng_state(state)
     assert torch.equal(torch.rand(4, device="cuda"), first)
+
+
+def test_empg_eval_prints_json_on_stdout_and_progress_on_stderr(tiny_policy_dir, capsys):
+    from empg import cli
+
+    args = ["eval", f"model.path={tiny_policy_dir}", "threads=1", "env.max_turns=2"]
+    assert cli.main([*args, "eval.episodes=2", "eval.splits=[valid_seen,valid_unseen]"]) == 0
+    out, err = capsys.readouterr()
+    record = json.loads(out)  # stdout is exactly one JSON object
+    assert set(record) >= {"eval/valid_seen/success_rate", "eval/success_rate"}
+    lines = [ln for ln in err.splitlines() if "eval" in ln]
+    assert lines[0].startswith("[empg]   eval valid_seen (1/2): 2 episodes, success ")
+    assert lines[1].startswith("[empg]   eval valid_unseen (2/2): 2 episodes, success ")

@@ -13,8 +13,9 @@ game file) and are cached on disk under ``cache_dir`` (default ``~/.cache/empg/t
 seconds, a cached game loads in milliseconds.
 
 With ``game_path`` pointing to several games (a folder is searched for ``*.z8`` files with
-their ``.json`` beside them, and ``.json``/``.tw-pddl`` games), ``reset(seed=s)`` plays game
-``s % n`` in sorted order; with one file every seed plays that game.
+their ``.json`` beside them and for ``.json`` games; ALFWorld ``.tw-pddl`` games are refused),
+``reset(seed=s)`` plays game ``s % n`` in sorted order; with one file every seed plays that
+game.
 
 Reward (``reward=``): ``"win"`` (default, the sparse 0/1 outcome EMPG trains on) gives 1.0 on
 the step that wins the game and 0.0 otherwise; ``"score"`` gives TextWorld's score change on

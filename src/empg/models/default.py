@@ -332,8 +332,12 @@ def _check_cached_once(
         "checked_after_build": True,
     }
     tmp = info_path.with_name(f".{BUILD_INFO}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(info, indent=2, default=str))
-    os.replace(tmp, info_path)
+    try:
+        tmp.write_text(json.dumps(info, indent=2, default=str))
+        os.replace(tmp, info_path)
+    except OSError as e:  # a read-only (shared) cache: use the build, just do not record
+        tmp.unlink(missing_ok=True)
+        say(f"[empg] could not record the check in {info_path} ({e}); it will run again")
     say(
         f"[empg] warm start check: {rate:.1%} success; {check.min_success:.0%} needed: "
         + (

@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import json
 import os
+import pickle
 import random
 import shutil
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -66,6 +68,13 @@ def set_rng_state(state: dict[str, Any]) -> None:
     cuda = state.get("cuda") or []  # absent in checkpoints written before it was saved
     if cuda and torch.cuda.is_available() and len(cuda) == torch.cuda.device_count():
         torch.cuda.set_rng_state_all([torch.tensor(x, dtype=torch.uint8) for x in cuda])
+    elif cuda:
+        warnings.warn(
+            f"the checkpoint holds {len(cuda)} CUDA generator states but this machine has "
+            f"{torch.cuda.device_count() if torch.cuda.is_available() else 0} GPUs; they are "
+            "not restored, so on-GPU sampling will not repeat the interrupted run",
+            stacklevel=2,
+        )
 
 
 def save_checkpoint(
@@ -163,5 +172,6 @@ def load_optimizer(path: Path, optimizer, scheduler) -> None:
         blob = torch.load(Path(path) / "optimizer.pt", map_location="cpu", weights_only=True)
         optimizer.load_state_dict(blob["optimizer"])
         scheduler.load_state_dict(blob["scheduler"])
-    except Exception as e:  # unreadable, truncated, or another model's optimizer state
+    except (OSError, EOFError, RuntimeError, ValueError, KeyError, pickle.UnpicklingError) as e:
+        # unreadable, truncated, or another model's optimizer state
         raise CheckpointError(f"cannot load {path}/optimizer.pt: {type(e).__name__}: {e}") from e

@@ -94,7 +94,7 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
     if tp is float:
         if isinstance(value, str) and _EXPONENT_FLOAT.match(value.strip()):
             # PyYAML (YAML 1.1) reads 1e-3 without a dot as a string; users mean a number
-            return float(value)
+            value = float(value)
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise ConfigError(f"{key}: expected float, got {type(value).__name__} {value!r}")
         if not math.isfinite(value):  # NaN slips past every range check (NaN < 0 is False)

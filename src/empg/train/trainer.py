@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors import SafetensorError
 
 from empg.errors import CheckpointError, ConfigError, NonFiniteError, TrainingDivergedError
 from empg.models.attention import use_gqa_attention
@@ -119,6 +120,7 @@ def evaluate_model(
     model folder ``path``, on the trainer's device, precision and threads (``empg eval``)."""
     from empg.agent.generation import HFBackend
 
+    _check_env_name(cfg.env.name)  # before loading (or first building) a model
     if cfg.threads > 0:
         torch.set_num_threads(cfg.threads)
     device = _device(cfg)
@@ -214,7 +216,12 @@ class Trainer:
         if cfg.algo.kl_coef > 0:
             self.ref_model = copy.deepcopy(self.model).eval().requires_grad_(False).to(self.device)
         if self.resume_from is not None:
-            self.model, _ = load_model(cfg, path=str(self.resume_from / "model"))
+            try:
+                self.model, _ = load_model(cfg, path=str(self.resume_from / "model"))
+            except (ConfigError, OSError, ValueError, RuntimeError, SafetensorError) as e:
+                raise CheckpointError(
+                    f"cannot load the model of {self.resume_from}: {type(e).__name__}: {e}"
+                ) from e
         self.model.to(self.device)
         self.pad_id = self.tokenizer.pad_token_id
         self.optimizer = torch.optim.AdamW(
