@@ -272,6 +272,7 @@ def test_hostile_and_invalid_actions_answer_nothing_happens():
     assert res.observation == "You are in the middle of a room. Looking quickly around you, " + (
         "you see nothing."  # ALFWorld's look lists the receptacles at the start spot: none
     )
+    assert env.step("look" + " " * 300).observation == res.observation  # long padding too
     assert env.step("help").observation.startswith("Available commands:\n  look: ")
     rid = env.scene.receptacles[0].id
     env.step(f"go to {rid}")

@@ -171,7 +171,7 @@ class HouseholdState:
     # -- transitions --------------------------------------------------------------------------
     def apply(self, command: str) -> str:
         """Execute ``command`` (any string) and return ALFWorld's feedback text."""
-        if len(command) > MAX_COMMAND_CHARS:
+        if len(command.strip()) > MAX_COMMAND_CHARS:  # padding around a command is allowed
             return text.NOTHING_HAPPENS
         found = self.commands().get(normalize(command))
         if found is None:

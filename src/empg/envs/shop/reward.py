@@ -1,4 +1,5 @@
-"""WebShop's purchase reward, re-implemented from its published definition (``get_reward``).
+"""WebShop's purchase reward, re-implemented from its published definition (``get_reward``);
+the option term differs from WebShop's (docs/env_shop.md, "Reward").
 
 For a purchased product ``p`` with chosen options ``o`` and a goal ``g``::
 
