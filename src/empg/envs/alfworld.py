@@ -55,6 +55,7 @@ from typing import Any
 from empg.envs.core import TextEnv
 from empg.envs.textworld import ENGINE_LOCK
 from empg.errors import ConfigError, InputError
+from empg.files import atomic_write_text
 
 INSTALL_HINT = "AlfWorldEnv needs ALFWorld: pip install 'empg[alfworld]' (alfworld==0.4.2)"
 TASK_TYPES = (
@@ -407,13 +408,8 @@ def write_game(
 
 
 def write_json(path: str | os.PathLike[str], obj: Any, **dump_kwargs: Any) -> None:
-    """``json.dump`` into a temporary file beside ``path``, then rename it into place, so a
-    reader (or a killed writer) never sees half a file."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "w", encoding="utf-8") as fh:
-        json.dump(obj, fh, **dump_kwargs)
-    os.replace(tmp, path)
+    """``json.dumps(obj)`` written whole (:func:`empg.files.atomic_write_text`)."""
+    atomic_write_text(path, json.dumps(obj, **dump_kwargs))
 
 
 def _expert_walkthrough(folder: Path, max_steps: int) -> list[str] | None:

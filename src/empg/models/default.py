@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from empg.errors import ConfigError
+from empg.files import atomic_write_text
 from empg.models.check import BuildCheck, check_success, default_check
 from empg.models.sft import SFTConfig, train_sft
 from empg.models.tiny import TinyModelConfig, build_tiny_model, count_parameters
@@ -313,30 +314,15 @@ def _check_cached_once(
         return
     say = log or (lambda _m: None)
     say(f"[empg] this cached build predates the check; playing {check.describe()} once")
-    t0 = time.perf_counter()
-    rate = check_success(model, tokenizer, env, sft.prompt, check, sft.env_kwargs)
     seed = int(info.get("sft", {}).get("seed", sft.seed))
+    attempt = _play_check(model, tokenizer, env, sft, check, seed, info.get("sft_final_loss"))
+    rate = attempt["success"]
     passed = rate >= check.min_success
-    info["check"] = {
-        **asdict(check),
-        "attempts": [
-            {
-                "sft_seed": seed,
-                "success": rate,
-                "sft_final_loss": info.get("sft_final_loss"),
-                "seconds": round(time.perf_counter() - t0, 2),
-            }
-        ],
-        "kept_sft_seed": seed,
-        "passed": passed,
-        "checked_after_build": True,
-    }
-    tmp = info_path.with_name(f".{BUILD_INFO}.{os.getpid()}.tmp")
+    info["check"] = _check_record(check, [attempt], seed, passed)
+    info["check"]["checked_after_build"] = True
     try:
-        tmp.write_text(json.dumps(info, indent=2, default=str))
-        os.replace(tmp, info_path)
+        atomic_write_text(info_path, json.dumps(info, indent=2, default=str))
     except OSError as e:  # a read-only (shared) cache: use the build, just do not record
-        tmp.unlink(missing_ok=True)
         say(f"[empg] could not record the check in {info_path} ({e}); it will run again")
     say(
         f"[empg] warm start check: {rate:.1%} success; {check.min_success:.0%} needed: "
@@ -410,17 +396,11 @@ def _build_checked(
         if check is None:
             return tmp
         say(f"[empg] warm start check: playing {check.describe()}")
-        t0 = time.perf_counter()
-        rate = check_success(model, tokenizer, env, run.prompt, check, run.env_kwargs)
-        del model
         attempts.append(
-            {
-                "sft_seed": run.seed,
-                "success": rate,
-                "sft_final_loss": info["sft_final_loss"],
-                "seconds": round(time.perf_counter() - t0, 2),
-            }
+            _play_check(model, tokenizer, env, run, check, run.seed, info["sft_final_loss"])
         )
+        del model
+        rate = attempts[-1]["success"]
         passed = rate >= check.min_success
         say(
             f"[empg] warm start check: {rate:.1%} success on {check.describe()}; "
@@ -444,11 +424,33 @@ def _build_checked(
         )
     info_path = kept / BUILD_INFO
     info = json.loads(info_path.read_text())
-    info["check"] = {
-        **asdict(check),
-        "attempts": attempts,
-        "kept_sft_seed": kept_seed,
-        "passed": kept_rate >= check.min_success,
-    }
+    info["check"] = _check_record(check, attempts, kept_seed, kept_rate >= check.min_success)
     info_path.write_text(json.dumps(info, indent=2, default=str))
     return kept
+
+
+def _play_check(
+    model: Any,
+    tokenizer: Any,
+    env: str,
+    sft: SFTConfig,
+    check: BuildCheck,
+    seed: int,
+    final_loss: float | None,
+) -> dict[str, Any]:
+    """One build's check, as an ``attempts`` entry of the build info's ``check`` record."""
+    t0 = time.perf_counter()
+    rate = check_success(model, tokenizer, env, sft.prompt, check, sft.env_kwargs)
+    return {
+        "sft_seed": seed,
+        "success": rate,
+        "sft_final_loss": final_loss,
+        "seconds": round(time.perf_counter() - t0, 2),
+    }
+
+
+def _check_record(
+    check: BuildCheck, attempts: list[dict[str, Any]], kept_seed: int, passed: bool
+) -> dict[str, Any]:
+    """The build info's ``check`` entry (read back by the trainer's log line)."""
+    return {**asdict(check), "attempts": attempts, "kept_sft_seed": kept_seed, "passed": passed}

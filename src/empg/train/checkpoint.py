@@ -22,27 +22,7 @@ import numpy as np
 import torch
 
 from empg.errors import CheckpointError  # defined there so the CLI can catch it without torch
-
-
-def _fsync_dir(path: Path) -> None:
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    with open(tmp, "w") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-    _fsync_dir(path.parent)
+from empg.files import atomic_write_text, fsync_dir
 
 
 def rng_state() -> dict[str, Any]:
@@ -111,7 +91,7 @@ def save_checkpoint(
     if final.exists():
         shutil.rmtree(final)
     os.replace(tmp, final)
-    _fsync_dir(root)
+    fsync_dir(root)
     atomic_write_text(root / "latest", final.name)
     # prune by iteration number (not name: iter_1000000 sorts before iter_999999); folders past
     # this one were left by a run killed after them and resumed from an earlier checkpoint

@@ -14,6 +14,8 @@ import warnings
 from pathlib import Path
 from typing import Any
 
+from empg.files import atomic_write_text
+
 
 def _clean(v: Any) -> Any:
     """``v`` as plain JSON: NaN/inf -> None (JSON has neither), numpy and 0-d torch scalars ->
@@ -66,9 +68,7 @@ class MetricsLogger:
         if not self.path.exists():
             return
         keep = [r for r in read_metrics(self.path) if r.get("iteration", 0) <= iteration]
-        tmp = self.path.with_suffix(".tmp")
-        tmp.write_text("".join(json.dumps(r) + "\n" for r in keep))
-        os.replace(tmp, self.path)
+        atomic_write_text(self.path, "".join(json.dumps(r) + "\n" for r in keep))
 
     def log(self, record: dict[str, Any]) -> None:
         record = _clean(record)
