@@ -650,3 +650,26 @@ def test_empg_eval_prints_json_on_stdout_and_progress_on_stderr(tiny_policy_dir,
     lines = [ln for ln in err.splitlines() if "eval" in ln]
     assert lines[0].startswith("[empg]   eval valid_seen (1/2): 2 episodes, success ")
     assert lines[1].startswith("[empg]   eval valid_unseen (2/2): 2 episodes, success ")
+
+
+def test_empg_eval_reports_a_first_use_build_on_stderr(tmp_path, monkeypatch, capsys):
+    """``empg eval`` on ``model.path=default`` before the policy is cached builds it (30
+    minutes or more with the real recipe): the build's progress lines go to stderr, as in
+    ``empg train``, instead of a silent wait."""
+    from empg import cli
+    from empg.models import default as default_mod
+    from empg.models.sft import SFTConfig
+    from empg.models.tiny import TinyModelConfig
+
+    small = (
+        SFTConfig(env="search", episodes=3, steps=2, batch_size=4),
+        TinyModelConfig(num_layers=1),
+    )
+    monkeypatch.setattr(default_mod, "default_configs", lambda env, kwargs=None: small)
+    monkeypatch.setenv("EMPG_CACHE_DIR", str(tmp_path))
+    args = ["eval", "env.name=search", "threads=1", "env.max_turns=2", "eval.episodes=1"]
+    assert cli.main([*args, "eval.splits=[test_id]"]) == 0
+    out, err = capsys.readouterr()
+    assert "eval/test_id/success_rate" in json.loads(out)
+    assert "[empg] warm start: SFT step 2/2" in err
+    assert f"[empg] default policy: {tmp_path / 'models'}" in err

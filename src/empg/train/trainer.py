@@ -124,7 +124,7 @@ def evaluate_model(
     if cfg.threads > 0:
         torch.set_num_threads(cfg.threads)
     device = _device(cfg)
-    model, tokenizer = load_model(cfg, path)
+    model, tokenizer = load_model(cfg, path, log=log)  # a first-use build reports progress
     model.to(device).eval()
     with autocast_for(device, cfg.model.dtype):
         return evaluate(HFBackend(model, tokenizer), cfg, 0, log=log)
