@@ -1,6 +1,6 @@
 """Score policy folders on the first-use build's check (``empg.models.check``).
 
-    python benchmarks/build_check.py ~/.cache/empg/models/household-tiny-v1-e2813f5f0b65 \
+    python benchmarks/build_check.py ~/.cache/empg/models/household-tiny-v2-8ca1502521ce \
         runs/sft/step_900 --threads 2
 
 Plays each folder on the tasks of :data:`empg.models.check.HOUSEHOLD_CHECK` (train tasks far

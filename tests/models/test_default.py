@@ -31,10 +31,11 @@ def _logits(model, tokenizer):
 
 def test_first_call_builds_second_call_loads(tmp_path, monkeypatch):
     model, tok, path = default_policy(tmp_path, **TINY)
-    assert path.parent == tmp_path / "models" and path.name.startswith("household-tiny-v1-")
+    assert path.parent == tmp_path / "models" and path.name.startswith("household-tiny-v2-")
     assert (path / "model.safetensors").is_file() and (path / "tokenizer.json").is_file()
     info = json.loads((path / BUILD_INFO).read_text())
     assert info["sft"]["steps"] == 2 and info["vocab_size"] == len(tok) == 400
+    assert info["data"] == default_mod.data_fingerprint(TINY["sft"], TINY["tokenizer_config"])
     assert [p.name for p in (tmp_path / "models").iterdir()] == [path.name]  # no temp folder left
     assert path.stat().st_mode & 0o777 == 0o755  # readable in a shared cache, not mkdtemp's 0700
     stamp = (path / BUILD_INFO).stat().st_mtime_ns
@@ -180,8 +181,8 @@ def test_sft_fields_added_later_keep_older_cache_folders_valid(name, value):
     args = (TokenizerConfig(), TinyModelConfig())
     spec = recipe("household", SFTConfig(), *args)
     assert name not in spec["sft"]
-    # the folder every default build before the fields existed was cached in
-    assert policy_dir(Path("/c"), "household", spec).name == "household-tiny-v1-3a7c0a5448c3"
+    # the class-default recipe's folder (in recipe v1: household-tiny-v1-3a7c0a5448c3)
+    assert policy_dir(Path("/c"), "household", spec).name == "household-tiny-v2-098f4de561b0"
     on = recipe("household", dataclasses.replace(SFTConfig(), **{name: value}), *args)
     assert on["sft"][name] == value
     assert policy_dir(Path("/c"), "household", on) != policy_dir(Path("/c"), "household", spec)
@@ -194,7 +195,7 @@ def test_logging_alone_neither_changes_the_cache_key_nor_turns_the_check_off():
     loud = dataclasses.replace(sft, log_every=50)
     tok = TokenizerConfig()
     assert policy_dir(Path("/c"), "household", recipe("household", loud, tok, arch)).name == (
-        "household-tiny-v1-e2813f5f0b65"
+        "household-tiny-v2-8ca1502521ce"
     )
     assert resolve_check("auto", "household", loud, tok, arch) is not None
     other = dataclasses.replace(sft, steps=sft.steps + 1)  # a real recipe change: no check
@@ -230,7 +231,7 @@ def test_the_default_household_policy_is_the_wider_build():
     assert sft == dataclasses.replace(SFTConfig(), lr=1.5e-3)  # the rest as the class defaults
     spec = recipe("household", sft, TokenizerConfig(), arch)
     # the folder the default household policy is cached in; a change here rebuilds (30-55 min)
-    assert policy_dir(Path("/c"), "household", spec).name == "household-tiny-v1-e2813f5f0b65"
+    assert policy_dir(Path("/c"), "household", spec).name == "household-tiny-v2-8ca1502521ce"
     for env in ("shop", "search"):  # not measured wider there: they keep the class defaults
         assert default_configs(env) == (SFTConfig(env=env), TinyModelConfig())
     mixed, _ = default_configs("household", {"task_types": ["pick"]})
@@ -265,3 +266,33 @@ def test_the_trainer_asks_for_the_default_recipe_of_the_configured_environment(m
         sft, arch = default_configs(env, kwargs)
         assert asked[-1]["env"] == env
         assert (asked[-1]["sft"], asked[-1]["model_config"]) == (sft, arch)
+
+
+#: the data of the default builds under recipe v2 (data_fingerprint). A change to an environment,
+#: the expert, the prompts or the tokenizer corpus that alters them makes every default build a
+#: different policy under the same cache folder name: bump RECIPE_VERSION and record the new values.
+V2_DATA = {
+    "tokenizer_corpus": "a80b11312ae2e9b0",
+    "household": "d8e1a1dd38c0c36e",
+    "shop": "c5dce8a71e17d718",
+    "search": "662e8df349b2b293",
+}
+
+
+def test_the_default_builds_data_is_the_one_its_recipe_version_names():
+    from empg.models.default import RECIPE_VERSION, data_fingerprint, default_configs
+
+    assert RECIPE_VERSION == "v2", "record the new version's data fingerprints in V2_DATA"
+    found = {}
+    for env in ("household", "shop", "search"):
+        sft, _ = default_configs(env)
+        if env == "household":
+            fp = data_fingerprint(sft, TokenizerConfig())
+            found["tokenizer_corpus"] = fp["tokenizer_corpus"]
+        else:  # the corpus is shared; only the SFT examples differ
+            fp = data_fingerprint(sft, TokenizerConfig(envs=("search",), episodes_per_env=1))
+        found[env] = fp["sft_examples"]
+    assert found == V2_DATA, (
+        "the default builds' data changed: bump RECIPE_VERSION in empg/models/default.py so that "
+        "cached builds of the old data are not loaded as the new recipe, and update V2_DATA"
+    )

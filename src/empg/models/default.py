@@ -30,12 +30,15 @@ from typing import Any
 from empg.errors import ConfigError
 from empg.files import atomic_write_text
 from empg.models.check import BuildCheck, check_success, default_check
-from empg.models.sft import SFTConfig, train_sft
+from empg.models.sft import SFTConfig, expert_examples, train_sft
 from empg.models.tiny import TinyModelConfig, build_tiny_model, count_parameters
-from empg.models.tokenizer import TokenizerConfig, train_tokenizer
+from empg.models.tokenizer import TokenizerConfig, corpus_texts, train_tokenizer
 
-#: bump when the recipe changes in a way the config hash does not capture
-RECIPE_VERSION = "v1"
+#: bump when the recipe changes in a way the config hash does not capture, above all when the
+#: data a build trains on changes (:func:`data_fingerprint`; a test pins it for the default
+#: recipes). v2: search's BM25 tie-break (commit 9740de4) changed the tokenizer's corpus, hence
+#: every default build, while v1 folders built before it kept their names.
+RECIPE_VERSION = "v2"
 BUILD_INFO = "empg_build.json"
 
 
@@ -79,6 +82,19 @@ def policy_dir(root: Path, env: str, spec: dict) -> Path:
     return root / "models" / f"{env}-tiny-{RECIPE_VERSION}-{digest[:12]}"
 
 
+def data_fingerprint(sft: SFTConfig, tok: TokenizerConfig) -> dict[str, str]:
+    """First 16 hex digits of the sha256 of a build's data: the tokenizer's training corpus and
+    the SFT examples (prompt and target of each). Deterministic and machine-independent; a change
+    here under the same config is a new build, which needs a new :data:`RECIPE_VERSION`."""
+    corpus = hashlib.sha256()
+    for text in corpus_texts(tok):
+        corpus.update(json.dumps(text).encode())
+    examples = hashlib.sha256()
+    for ex in expert_examples(sft):
+        examples.update(json.dumps([ex.prompt, ex.target]).encode())
+    return {"tokenizer_corpus": corpus.hexdigest()[:16], "sft_examples": examples.hexdigest()[:16]}
+
+
 def build_policy(
     out_dir: str | os.PathLike[str],
     env: str = "household",
@@ -112,6 +128,7 @@ def build_policy(
     tokenizer.save_pretrained(out)
     info = {
         **recipe(env, sft, tok_cfg, arch),
+        "data": data_fingerprint(sft, tok_cfg),
         "parameters": count_parameters(model),
         "vocab_size": len(tokenizer),
         "sft_examples": stats.examples,
