@@ -9,7 +9,7 @@ weights and names the known build it matches. Equal hashes after 20 steps mean t
 kernels and rounding, hence (the run is deterministic) the same 1,200-step build; a different
 hash means a different build, whose quality only a full build tells (about a minute here
 against 30-55). The known hashes were measured on the machines listed in
-docs/training.md ("A check of every new build ...").
+docs/training.md ("Recipe v2 ...").
 """
 
 from __future__ import annotations
@@ -22,12 +22,12 @@ import sys
 import tempfile
 from pathlib import Path
 
-#: the first 16 hex digits after 20 steps, with the full build's final loss
+#: the first 16 hex digits after 20 steps, with the full build's final loss (recipe v2: the data
+#: since commit 9740de4; the v1 hashes, of the older data, are in docs/training.md)
 KNOWN = {
-    "85d9995c478a6bb8": "the Intel Xeon (family 6 model 167) with its own AVX-512 kernels: "
-    "the 0.0574 build class (16.25% / 14.5% held out)",
-    "f145eef9f84c57cc": "the Intel Xeon with AVX2 forced: the 0.0610 build class "
-    "(18.5% / 17.0% held out)",
+    "02d94c1f6440d130": "the Intel Xeon (family 6 model 167) with its own AVX-512 kernels, "
+    "recipe v2: the 0.0565 build class",
+    "7c432ecb06aede96": "the Intel Xeon with AVX2 forced, recipe v2 (no full build measured)",
 }
 MODES = {
     "own kernels": {},
