@@ -2,6 +2,27 @@
 
 from __future__ import annotations
 
+from empg.agent import format_response, render_prompt
+from empg.envs import make
+
+
+def household_texts() -> list[str]:
+    """Prompts, expert responses and observations of a few household train episodes: a
+    tokenizer trained on them covers the words a rollout meets."""
+    env = make("household", split="train")
+    texts = []
+    for seed in range(6):
+        obs, info = env.reset(seed=seed)
+        texts.append(render_prompt([{"role": "user", "content": f"Task: {info['task']}\n{obs}"}]))
+        for _ in range(4):
+            act = env.expert_action()
+            texts.append(format_response(env.expert_thought() or "next", act))
+            res = env.step(act)
+            texts.append(res.observation)
+            if res.terminated or res.truncated:
+                break
+    return texts
+
 
 def tiny_overrides(policy_dir, run_dir, **extra) -> list[str]:
     base = {
