@@ -130,11 +130,21 @@ def test_rollout_restricted_logprobs_needs_constrained_actions():
         ("optim.lr=1e999", "optim.lr"),  # an exponent without a dot is parsed separately
         ("rollout.temperature=.inf", "rollout.temperature"),
         ("algo.kl_coef=.nan", "algo.kl_coef"),
+        ("algo.adv_estimator=grpoo", "algo.adv_estimator"),
+        ("rollout.max_resample_rounds=-1", "rollout.max_resample_rounds"),
+        ("model.lora_alpha=0", "model.lora_alpha"),
     ],
 )
 def test_out_of_range_values_are_rejected_naming_the_key(override, key):
     with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
         load_config(None, [override])
+
+
+def test_an_unknown_estimator_is_rejected_when_the_config_loads_with_a_suggestion():
+    # not only once a group with differing outcomes first reaches the estimator, which under
+    # dynamic sampling may be never
+    with pytest.raises(ConfigError, match=r"unknown advantage estimator 'grpoo'.*'grpo'"):
+        load_config(None, ["algo.preset=dapo", "algo.adv_estimator=grpoo"])
 
 
 def test_every_shipped_config_loads():

@@ -187,7 +187,7 @@ def collect_rollouts(
     n = len(seeds) * cfg.group_size
     own_pool = pool is None
     if pool is None:
-        _check_env_builds(cfg.env_name, dict(cfg.env_kwargs))
+        check_env_builds(cfg.env_name, dict(cfg.env_kwargs))
         fn = functools.partial(make, cfg.env_name, **dict(cfg.env_kwargs))
         pool = EnvPool(
             [fn] * n,
@@ -219,7 +219,7 @@ def collect_rollouts(
 _BUILDS_CHECKED: set[str] = set()
 
 
-def _check_env_builds(name: str, kwargs: dict[str, Any]) -> None:
+def check_env_builds(name: str, kwargs: dict[str, Any]) -> None:
     """Build one environment here, once per process and settings, so a wrong split or keyword
     raises a ConfigError now instead of failing every episode inside the pool's workers (which
     would look like a run of faulty episodes)."""

@@ -223,10 +223,16 @@ def load_policy(path: str | os.PathLike[str]) -> tuple[Any, Any]:
         if not (local / "config.json").is_file():
             raise ConfigError(f"model path {text!r}: the folder has no config.json")
         text = str(local)
-    tokenizer = AutoTokenizer.from_pretrained(text, padding_side="left")
-    model = AutoModelForCausalLM.from_pretrained(
-        text, dtype=torch.float32, attn_implementation="sdpa"
-    )
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(text, padding_side="left")
+        model = AutoModelForCausalLM.from_pretrained(
+            text, dtype=torch.float32, attn_implementation="sdpa"
+        )
+    except OSError as e:  # no such hub id, no network, a folder without weights
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise ConfigError(
+            f"model path {text!r}: cannot load a model and tokenizer ({first})"
+        ) from e
     model.eval()
     if tokenizer.pad_token_id is None:  # generic causal LMs often have none
         tokenizer.pad_token = tokenizer.eos_token

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from empg.agent.rollout import OUTCOMES
+from empg.algos.advantages import ADVANTAGE_ESTIMATORS
 from empg.algos.dapo import get_preset
 from empg.algos.losses import KL_ESTIMATORS, LOSS_AGG_MODES
 from empg.algos.modulation import EMPGConfig
@@ -47,6 +48,8 @@ class ModelConfig:
             raise ConfigError(f"model.dtype must be auto, float32 or bfloat16, got {self.dtype!r}")
         if self.lora_rank < 0 or self.chunk_size < 0:
             raise ConfigError("model.lora_rank and model.chunk_size must be >= 0")
+        if self.lora_alpha <= 0:  # 0 scales the adapter's output, and its gradients, to 0
+            raise ConfigError(f"model.lora_alpha must be > 0, got {self.lora_alpha}")
 
 
 @dataclass
@@ -132,6 +135,10 @@ class RolloutSettings:
             raise ConfigError("rollout.restricted_logprobs needs rollout.constrain_actions=true")
         if self.outcome not in OUTCOMES:
             raise ConfigError(f"rollout.outcome must be one of {OUTCOMES}, got {self.outcome!r}")
+        if self.max_resample_rounds < 0:
+            raise ConfigError(
+                f"rollout.max_resample_rounds must be >= 0, got {self.max_resample_rounds}"
+            )
 
 
 #: what DAPO's dynamic sampling may compare within a group (AlgoConfig.filter_metric)
@@ -176,6 +183,10 @@ class AlgoConfig:
         if self.filter_metric not in FILTER_METRICS:
             raise ConfigError(
                 f"algo.filter_metric must be success or reward, got {self.filter_metric!r}"
+            )
+        if self.adv_estimator not in ADVANTAGE_ESTIMATORS:
+            raise ConfigError(
+                f"algo.adv_estimator: {ADVANTAGE_ESTIMATORS.unknown_message(self.adv_estimator)}"
             )
         if self.loss_agg_mode not in LOSS_AGG_MODES:
             raise ConfigError(f"algo.loss_agg_mode must be one of {LOSS_AGG_MODES}")

@@ -87,11 +87,15 @@ class MetricsLogger:
         if self._wandb is not None:
             self._wandb.log(numeric, step=step)
 
-    def close(self) -> None:
+    def close(self, failed: bool = False) -> None:
+        """Close the TensorBoard writer and finish the W&B run (marked failed with
+        ``failed``); a second call does nothing."""
         if self._tb is not None:
             self._tb.close()
+            self._tb = None
         if self._wandb is not None:
-            self._wandb.finish()
+            self._wandb.finish(exit_code=1 if failed else 0)
+            self._wandb = None
 
 
 def read_metrics(path: Path) -> list[dict[str, Any]]:

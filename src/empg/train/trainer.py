@@ -27,6 +27,7 @@ import torch
 from safetensors import SafetensorError
 
 from empg.errors import CheckpointError, ConfigError, NonFiniteError, TrainingDivergedError
+from empg.files import atomic_write_text
 from empg.models.attention import use_gqa_attention
 from empg.train.advantages import batch_advantages
 from empg.train.checkpoint import (
@@ -120,7 +121,7 @@ def evaluate_model(
     model folder ``path``, on the trainer's device, precision and threads (``empg eval``)."""
     from empg.agent.generation import HFBackend
 
-    _check_env_name(cfg.env.name)  # before loading (or first building) a model
+    _check_env(cfg, list(cfg.eval.splits))  # before loading (or first building) a model
     if cfg.threads > 0:
         torch.set_num_threads(cfg.threads)
     device = _device(cfg)
@@ -130,11 +131,17 @@ def evaluate_model(
         return evaluate(HFBackend(model, tokenizer), cfg, 0, log=log)
 
 
-def _check_env_name(name: str) -> None:
+def _check_env(cfg: TrainConfig, splits: list[str]) -> None:
+    """The environment's name, and that it builds with ``env.kwargs`` on each of ``splits``:
+    checked before a model is loaded (or first built) and before the first evaluation, so a
+    typo costs seconds, not a build and an evaluation."""
+    from empg.agent.rollout import check_env_builds
     from empg.envs import ENVIRONMENTS, names
 
-    if name not in names():
-        raise ConfigError(f"env.name: {ENVIRONMENTS.unknown_message(name)}")
+    if cfg.env.name not in names():
+        raise ConfigError(f"env.name: {ENVIRONMENTS.unknown_message(cfg.env.name)}")
+    for split in dict.fromkeys(splits):
+        check_env_builds(cfg.env.name, {**cfg.env.kwargs, "split": split})
 
 
 def _lora_base(cfg: TrainConfig, folder: Path, log: Callable[[str], None] | None):
@@ -194,7 +201,7 @@ class Trainer:
         self.log = log
         self.run_dir = Path(cfg.run_dir)
         self.device = _device(cfg)
-        _check_env_name(cfg.env.name)  # before a first-use build, not after it
+        _check_env(cfg, [cfg.env.train_split, *cfg.eval.splits])  # before a first-use build
         if cfg.threads > 0:
             torch.set_num_threads(cfg.threads)
         torch.manual_seed(cfg.seed)
@@ -260,9 +267,14 @@ class Trainer:
         saved = self.run_dir / "config.json"
         mine = config_to_dict(self.cfg)
         if self.resume_from is not None and saved.exists():
-            old = _with_defaults(json.loads(saved.read_text()))
+            try:
+                old = _with_defaults(json.loads(saved.read_text()))
+            except (OSError, ValueError) as e:
+                raise CheckpointError(f"cannot read {saved}: {e}") from e
+            # run_dir is the folder being resumed, however it is spelt (or wherever it moved)
+            free = ("iterations", "run_dir")
             diff = sorted(
-                k for k in set(old) | set(mine) if k != "iterations" and old.get(k) != mine.get(k)
+                k for k in set(old) | set(mine) if k not in free and old.get(k) != mine.get(k)
             )
             if diff:
                 raise ConfigError(
@@ -281,11 +293,11 @@ class Trainer:
                 f"{self.run_dir} already holds a run; pass --resume to continue it or choose "
                 "another run_dir"
             )
-        saved.write_text(json.dumps(mine, indent=2))
+        atomic_write_text(saved, json.dumps(mine, indent=2))  # a kill mid-write keeps the old
         try:
             import yaml
 
-            (self.run_dir / "config.yaml").write_text(yaml.safe_dump(mine, sort_keys=False))
+            atomic_write_text(self.run_dir / "config.yaml", yaml.safe_dump(mine, sort_keys=False))
         except ImportError:
             pass
 
@@ -435,6 +447,16 @@ class Trainer:
         return autocast_for(self.device, self.cfg.model.dtype)
 
     def run(self) -> TrainResult:
+        """Evaluate, train up to ``iterations``, evaluate again; returns before and after.
+        An exception (divergence, NaN in an evaluation, Ctrl-C) still closes the TensorBoard
+        writer and marks the W&B run failed before it propagates."""
+        try:
+            return self._run()
+        except BaseException:
+            self.metrics.close(failed=True)
+            raise
+
+    def _run(self) -> TrainResult:
         cfg = self.cfg
         start = int(self.state["iteration"])
         result = TrainResult(self.run_dir)
@@ -482,6 +504,8 @@ class Trainer:
         ]
         if start == result.iterations_done and start > 0 and earlier:
             result.after = earlier[-1]
+        elif result.iterations_done == 0:  # untrained: the same policy on the same tasks
+            result.after = result.before
         else:
             self.log("[empg] evaluating the trained policy ...")
             result.after = self.evaluate(result.iterations_done)

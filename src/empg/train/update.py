@@ -157,24 +157,24 @@ def ppo_update(
                     lp, ent = response_logprobs_and_entropy(
                         model, rows, temperature=temperature, chunk_size=chunk_size
                     )
-                except NonFiniteError:  # the model itself produced NaN/inf logits
+                    width = lp.shape[1]
+                    mask = batch.response_mask[idx][:, :width].to(device)
+                    old = batch.old_logprobs[idx][:, :width].to(device)
+                    adv = batch.advantages[idx].to(device)
+                    out = ppo_policy_loss(  # checks the log-probs it is given are finite
+                        lp,
+                        old,
+                        adv,
+                        mask,
+                        clip_ratio_low=algo.clip_ratio_low,
+                        clip_ratio_high=algo.clip_ratio_high,
+                        clip_ratio_c=algo.clip_ratio_c,
+                        loss_agg_mode=algo.loss_agg_mode,
+                        norm_len=norm_len,
+                    )
+                except NonFiniteError:  # NaN/inf logits, or log-probs scored from them
                     finite = False
                     break
-                width = lp.shape[1]
-                mask = batch.response_mask[idx][:, :width].to(device)
-                old = batch.old_logprobs[idx][:, :width].to(device)
-                adv = batch.advantages[idx].to(device)
-                out = ppo_policy_loss(
-                    lp,
-                    old,
-                    adv,
-                    mask,
-                    clip_ratio_low=algo.clip_ratio_low,
-                    clip_ratio_high=algo.clip_ratio_high,
-                    clip_ratio_c=algo.clip_ratio_c,
-                    loss_agg_mode=algo.loss_agg_mode,
-                    norm_len=norm_len,
-                )
                 loss = out.loss
                 if algo.kl_coef > 0 and batch.ref_logprobs is not None:
                     ref = batch.ref_logprobs[idx][:, :width].to(device)

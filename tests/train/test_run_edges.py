@@ -1,0 +1,129 @@
+"""Edges of a run: typos caught before the model loads, resuming a folder spelt another way, an
+unreadable saved config, a run of 0 iterations, logs closed when a run fails, non-finite
+log-probs in an update, an unloadable model path."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from train_helpers import tiny_overrides
+
+from empg.errors import CheckpointError, ConfigError, TrainingDivergedError
+from empg.models.default import load_policy
+from empg.train.config import load_config
+from empg.train.metrics import read_metrics
+from empg.train.trainer import Trainer, evaluate_model, load_model
+from empg.train.update import UpdateBatch, ppo_update, recompute_logprobs
+
+QUIET = lambda *_: None
+
+
+@pytest.mark.parametrize(
+    "override", ["env.train_split=valid_sean", "eval.splits=[valid_sean]", "env.kwargs={colour: 1}"]
+)
+def test_environment_typos_fail_before_the_model_is_loaded(tmp_path, override):
+    # the model path does not exist: an error about the environment proves it came first
+    cfg = load_config(
+        None, [f"model.path={tmp_path / 'no-such-model'}", f"run_dir={tmp_path / 'r'}", override]
+    )
+    with pytest.raises(ConfigError, match="cannot build environment 'household'"):
+        Trainer(cfg, log=QUIET)
+    if override.startswith("eval") or override.startswith("env.kwargs"):
+        with pytest.raises(ConfigError, match="cannot build environment 'household'"):
+            evaluate_model(cfg)
+
+
+def test_resume_accepts_the_run_folder_spelt_another_way(tiny_policy_dir, tmp_path):
+    cfg = load_config(None, tiny_overrides(tiny_policy_dir, tmp_path / "r", iterations=1))
+    Trainer(cfg, log=QUIET).run()
+    again = load_config(None, tiny_overrides(tiny_policy_dir, f"{tmp_path}/./r/", iterations=2))
+    result = Trainer(again, resume=True, log=QUIET).run()
+    assert result.iterations_done == 2
+    train = [r for r in read_metrics(tmp_path / "r" / "metrics.jsonl") if r["kind"] == "train"]
+    assert [r["iteration"] for r in train] == [1, 2]
+
+
+def test_an_unreadable_saved_config_is_named_on_resume(tiny_policy_dir, tmp_path):
+    cfg = load_config(None, tiny_overrides(tiny_policy_dir, tmp_path, iterations=1))
+    Trainer(cfg, log=QUIET).run()
+    (tmp_path / "config.json").write_text('{"seed": 0, "iterat')
+    with pytest.raises(CheckpointError, match=r"config\.json"):
+        Trainer(cfg, resume=True, log=QUIET)
+
+
+def test_zero_iterations_evaluates_once(tiny_policy_dir, tmp_path):
+    cfg = load_config(None, tiny_overrides(tiny_policy_dir, tmp_path, iterations=0))
+    result = Trainer(cfg, log=QUIET).run()
+    records = read_metrics(tmp_path / "metrics.jsonl")
+    assert [(r["kind"], r["iteration"]) for r in records] == [("eval", 0)]
+    assert result.after == result.before
+
+
+def _nan_run(tiny_policy_dir, tmp_path, **extra) -> Trainer:
+    """A trainer whose initial evaluation is done with healthy weights and whose weights are
+    then NaN: its first iteration fails and, with max_bad_updates=1, stops the run."""
+    over = tiny_overrides(tiny_policy_dir, tmp_path, iterations=3, **extra)
+    trainer = Trainer(load_config(None, [*over, "optim.max_bad_updates=1"]), log=QUIET)
+    trainer.state["before"] = trainer.evaluate(0)
+    with torch.no_grad():
+        for p in trainer.model.parameters():
+            p.fill_(float("nan"))
+    return trainer
+
+
+def test_wandb_logs_offline_and_a_failed_run_finishes_its_wandb_run(
+    tiny_policy_dir, tmp_path, monkeypatch
+):
+    wandb = pytest.importorskip("wandb")
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    cfg = load_config(
+        None, tiny_overrides(tiny_policy_dir, tmp_path / "ok", iterations=1, wandb=True)
+    )
+    Trainer(cfg, log=QUIET).run()
+    assert wandb.run is None  # finished
+    (log,) = (tmp_path / "ok" / "wandb").glob("offline-run-*/run-*.wandb")
+    data = log.read_bytes()  # the run's records; keys are stored as plain strings
+    for key in (b"eval/success_rate", b"actor/pg_loss", b"rollout/success_rate"):
+        assert key in data, key
+
+    trainer = _nan_run(tiny_policy_dir, tmp_path / "bad", wandb=True)
+    assert wandb.run is not None
+    with pytest.raises(TrainingDivergedError):
+        trainer.run()
+    assert wandb.run is None  # finished (as failed), not left open for the next run
+
+
+def test_non_finite_old_logprobs_skip_the_update_instead_of_raising(tiny_policy_dir):
+    cfg = load_config(None, ["optim.mini_batch_steps=2", "optim.max_bad_updates=3"])
+    model, tok = load_model(load_config(None, [f"model.path={tiny_policy_dir}"]))
+    prompts, responses = [[5, 6, 7], [8, 9]], [[10, 11], [12]]
+    lp, _, mask = recompute_logprobs(
+        model, prompts, responses, pad_id=tok.pad_token_id, micro_batch=2
+    )
+    lp[0, 1] = float("nan")
+    before = [p.detach().clone() for p in model.parameters()]
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-2)
+    batch = UpdateBatch(prompts, responses, lp, mask, torch.tensor([1.0, -1.0]))
+    with pytest.warns(UserWarning, match="update skipped"):
+        metrics, streak = ppo_update(
+            model, opt, batch, cfg.algo, cfg.optim, pad_id=tok.pad_token_id
+        )
+    assert streak == 1 and metrics["actor/skipped_updates"] == 1.0
+    assert metrics["actor/updates"] == 0.0
+    assert all(torch.equal(a, b) for a, b in zip(before, model.parameters(), strict=True))
+
+
+def test_a_folder_without_weights_is_a_config_error(tmp_path):
+    from transformers import Qwen2Config
+
+    Qwen2Config(
+        vocab_size=50,
+        hidden_size=16,
+        intermediate_size=32,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        num_key_value_heads=1,
+    ).save_pretrained(tmp_path)
+    with pytest.raises(ConfigError, match="cannot load a model and tokenizer"):
+        load_policy(tmp_path)
