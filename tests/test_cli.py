@@ -131,6 +131,17 @@ def test_play_unknown_env_and_bad_args(monkeypatch, capsys):
     assert code == 0 and "[you] ²" in out
 
 
+def test_play_a_game_that_cannot_start_is_a_one_line_error(monkeypatch, capsys, tmp_path):
+    pytest.importorskip("textworld", reason="needs: pip install 'empg[textworld]'")
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"not": "a game"}')
+    code, _, err = _run(
+        monkeypatch, capsys, ["play", "textworld", "--arg", f"game_path={bad}"], ":quit\n"
+    )
+    assert code == 2 and err.startswith("empg play: error: cannot start a game of 'textworld'")
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1
+
+
 def test_parse_value_never_evaluates():
     assert cli.parse_value("3") == 3 and cli.parse_value("0.5") == 0.5
     assert cli.parse_value("True") is True and cli.parse_value("none") is None

@@ -151,8 +151,17 @@ def _show_state(obs: str, info: dict[str, Any], out: TextIO) -> None:
 
 
 def play(env: Any, seed: int, inp: TextIO, out: TextIO) -> int:
-    """Interactive episode on ``env`` reading commands from ``inp``; returns an exit code."""
-    obs, info = env.reset(seed=seed)
+    """Interactive episode on ``env`` reading commands from ``inp``; returns an exit code.
+    A game that cannot start (a damaged game file, missing data) is a :class:`ConfigError`."""
+    from empg.errors import EmpgError
+
+    try:
+        obs, info = env.reset(seed=seed)
+    except (EmpgError, KeyError, ValueError, TypeError, OSError) as exc:
+        raise ConfigError(
+            f"cannot start a game of {getattr(env, 'name', type(env).__name__)!r} "
+            f"(seed {seed}): {type(exc).__name__}: {exc}"
+        ) from exc
     print(PLAY_HELP + "\n", file=out)
     _show_state(obs, info, out)
     total = 0.0

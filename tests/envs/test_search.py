@@ -379,6 +379,8 @@ def test_server_speaks_search_r1_format(server):
     }
     status, obj = _post(server.url, b"{not json")
     assert status == 400 and "error" in obj
+    status, obj = _post(server.url, b"[" * 200_000)  # json.loads: RecursionError
+    assert status == 400 and "nested" in obj["error"]
     status, obj = _post(server.url, json.dumps({"queries": "x", "topk": 3}).encode())
     assert status == 400 and "queries" in obj["error"]
 
@@ -470,6 +472,7 @@ class _FaultyHandler(BaseHTTPRequestHandler):
             "/garbage": (200, b"\x00\xffnot json at all"),
             "/shape": (200, b'{"result": {"a": 1}}'),
             "/doc": (200, b'{"result": [[{"document": {"id": 1}}]]}'),
+            "/deep": (200, b"[" * 200_000),  # json.loads raises RecursionError, not a JSON error
         }[self.path]
         self.send_response(status)
         self.send_header("Content-Length", str(len(body)))
@@ -492,6 +495,7 @@ def faulty_url():
     [
         ("/500", "Search failed: HTTP 500"),
         ("/garbage", "Search failed: malformed JSON"),
+        ("/deep", "Search failed: malformed JSON"),
         ("/shape", "Search failed: unexpected response shape"),
         ("/doc", "Search failed: unexpected document"),
         ("/raw", "Search failed: BadStatusLine"),

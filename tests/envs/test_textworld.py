@@ -14,8 +14,11 @@ pytest.importorskip(
 
 from empg.envs import ResetNeeded, check_env, make
 from empg.envs.textworld import (
+    CHAIN_REPLY,
+    META_REPLY,
     TextWorldEnv,
     clean_observation,
+    command_check,
     generate_game,
     sanitize_command,
 )
@@ -184,15 +187,40 @@ def test_meta_commands_never_reach_the_interpreter(cache):
     first = env.expert_action()
     env.step(first)
     before = env.step(env.expert_action()).info
-    for meta in ("restart", "RESTART", "quit", "q", "undo", "save game", "restore"):
+    metas = ("restart", "RESTART", "quit", "q", "undo", "save game", "restore")
+    # Inform also obeys a meta verb with a full stop, or after another command
+    bypasses = ("restart.", "look. restart", "look then restart", "save.", "look. script")
+    for meta in (*metas, *bypasses):
         res = env.step(meta)
-        assert res.observation == "That command is not available in this game."
+        assert res.observation == "That command is not available in this game.", meta
         assert res.info == before and res.reward == 0.0 and not res.terminated
-    while True:  # the expert still wins from where it was
+    res = env.step("look. inventory")  # two moves in one step: refused
+    assert res.observation == "Please give one command at a time."
+    assert res.info == before
+    res = env.step(env.expert_action() + ".")  # one trailing full stop is one command
+    assert res.observation not in (META_REPLY, CHAIN_REPLY) and res.info != before
+    while not (res.terminated or res.truncated):  # the expert still wins from where it was
         res = env.step(env.expert_action())
-        if res.terminated or res.truncated:
-            break
     assert res.info["won"]
+
+
+@pytest.mark.parametrize(
+    "command, reply",
+    [
+        ("take apple", None),
+        ("take apple.", None),
+        ("take apple . ", None),
+        ("go north", None),
+        ("take q-tip", META_REPLY),  # a meta verb as a word anywhere is refused
+        ("RESTART", META_REPLY),
+        ("look, restart", META_REPLY),
+        ("take apple. go north", CHAIN_REPLY),
+        ("take apple then go north", CHAIN_REPLY),
+        ("take apple..", None),
+    ],
+)
+def test_command_check(command, reply):
+    assert command_check(command) == reply
 
 
 def test_configuration_errors(cache, tmp_path):

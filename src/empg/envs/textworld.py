@@ -214,6 +214,23 @@ META_VERBS = frozenset(
     {"restart", "quit", "q", "save", "restore", "undo", "script", "unscript", "transcript"}
 )
 META_REPLY = "That command is not available in this game."
+#: Inform runs "a. b" and "a then b" as two commands in one step, which the step's bookkeeping
+#: (one action, one score change) does not describe
+CHAIN_REPLY = "Please give one command at a time."
+_CHAIN = re.compile(r"\.|\bthen\b", re.IGNORECASE)
+
+
+def command_check(command: str) -> str | None:
+    """The reply for a command that must not reach the interpreter, or None to play it: a meta
+    verb anywhere in it (Inform also obeys "restart." and "look. restart"), or several
+    commands chained with "." or "then" (one trailing full stop is allowed)."""
+    words = re.findall(r"[a-z]+", command.lower())
+    if any(w in META_VERBS for w in words):
+        return META_REPLY
+    if _CHAIN.search(command.rstrip(" .")):
+        return CHAIN_REPLY
+    return None
+
 
 _BANNER_LINE = re.compile(r"^[^A-Za-z]*$")
 
@@ -337,9 +354,9 @@ class TextWorldEnv(TextEnv):
 
     def _step(self, action: str) -> tuple[str, float, bool, dict[str, Any]]:
         command = sanitize_command(action)
-        verb = command.split(" ", 1)[0].lower() if command else ""
-        if verb in META_VERBS:  # the interpreter would act on them behind TextWorld's back
-            return META_REPLY, 0.0, False, self._info()
+        refused = command_check(command)
+        if refused is not None:  # the interpreter would act on it behind TextWorld's back
+            return refused, 0.0, False, self._info()
         with ENGINE_LOCK, _quiet_jericho():
             state, _score, done = self._engine.step(command)
         self._state = state

@@ -167,7 +167,7 @@ class HttpRetriever:
 def _parse_response(raw: bytes) -> list[Hit]:
     try:
         obj: Any = json.loads(raw.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError):
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):  # too deeply nested too
         raise RetrievalError("malformed JSON in the retriever's response") from None
     result = obj.get("result") if isinstance(obj, dict) else None
     if not isinstance(result, list) or len(result) != 1 or not isinstance(result[0], list):

@@ -119,8 +119,8 @@ class _Handler(BaseHTTPRequestHandler):
             time.sleep(self.owner.delay_s)
         try:
             reply = self.owner.answer(json.loads(raw.decode("utf-8")))
-        except (UnicodeDecodeError, json.JSONDecodeError):
-            self._reply(400, {"error": "body is not valid UTF-8 JSON"})
+        except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
+            self._reply(400, {"error": "body is not valid UTF-8 JSON (or nested too deeply)"})
             return
         except ValueError as exc:
             self._reply(400, {"error": str(exc)})
