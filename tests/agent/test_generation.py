@@ -205,6 +205,7 @@ def test_top_p_samples_inside_the_nucleus():
         ({"top_p": 1.5}, "top_p"),
         ({"stop_strings": "</action>"}, "tuple"),
         ({"stop_strings": ("",)}, "non-empty"),
+        ({"stop_strings": None}, r"\(\) for none"),
         ({"seed": -3}, "seed"),
     ],
 )
@@ -219,6 +220,18 @@ def test_input_errors(backend):
     with pytest.raises(InputError, match="GenerationConfig"):
         backend.generate([[1, 2]], {"max_new_tokens": 3})
     assert backend.generate([], GenerationConfig()) == []
+    with pytest.raises(InputError, match="encode text first"):
+        backend.generate(["go to fridge 1"], GenerationConfig())
+    with pytest.raises(InputError, match="integer token ids"):
+        backend.generate([[1, 2.5]], GenerationConfig())
+    vocab = backend.model.get_input_embeddings().weight.shape[0]
+    with pytest.raises(
+        InputError, match=rf"prompt 1 holds ids outside .* {vocab}: \[{vocab}, -1\]"
+    ):
+        backend.generate([[1, 2], [vocab, 3, -1]], GenerationConfig())
+    # 0-d tensor ids and tensor rows are token ids too
+    ok = backend.generate([torch.tensor([1, 2]), [torch.tensor(3)]], GenerationConfig(seed=0))
+    assert len(ok) == 2
 
 
 def test_react_tags_registered_as_special_tokens_are_kept(tokenizer):

@@ -34,6 +34,10 @@ def test_whitespace_and_trailing_text_are_tolerated():
             "2 action blocks; expected exactly one",
         ),
         ("<think>x</think><action>go\nnorth</action>", "action spans several lines"),
+        ("<think>x</think><action>go\rnorth</action>", "action spans several lines"),
+        ("<think>x</think><action>go\u2028north</action>", "action spans several lines"),
+        # an action block inside the thought is not the step's action
+        ("<think>say <action>go</action> later</think>", "no <action>...</action> block"),
         ("<think>x</think><action>" + "a" * 201 + "</action>", "action longer than 200 characters"),
         ("<action>go to cabinet 1</action>", "missing <think>...</think> before the action"),
         (
@@ -46,6 +50,13 @@ def test_whitespace_and_trailing_text_are_tolerated():
 def test_invalid_responses(text, error):
     p = parse_response(text)
     assert not p.valid and p.action == INVALID_ACTION and p.error == error
+
+
+def test_action_tags_quoted_in_the_thought_are_part_of_the_thought():
+    p = parse_response("<think>I should write <action> tags</think><action>go to fridge 1</action>")
+    assert p.valid and p.action == "go to fridge 1" and p.thought == "I should write <action> tags"
+    p = parse_response("<think>a <action>b</action> c</think><action>look</action>")
+    assert p.valid and p.action == "look"
 
 
 def test_think_optional_when_not_required():

@@ -79,6 +79,7 @@ def test_save_load_round_trip_gives_identical_logits(small_tokenizer, tmp_path):
     "kwargs, match",
     [
         (dict(hidden_size=130), "divisible by num_heads"),
+        (dict(hidden_size=60), "head size hidden_size / num_heads = 15 must be even"),
         (dict(num_kv_heads=3), "must divide num_heads"),
         (dict(num_layers=0), "num_layers"),
     ],

@@ -33,6 +33,7 @@ prompt's KV cache per live key (``2 x layers x kv_heads x head_dim x prompt toke
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Hashable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
@@ -78,6 +79,8 @@ class GenerationConfig:
                 f"stop_strings must be a tuple of strings, got the string {self.stop_strings!r}; "
                 f"write ({self.stop_strings!r},)"
             )
+        if self.stop_strings is None:
+            raise ConfigError("stop_strings must be a tuple of strings (() for none), got None")
         stops = tuple(self.stop_strings)
         if not all(isinstance(s, str) and s for s in stops):
             raise ConfigError(f"stop_strings must be non-empty strings, got {stops!r}")
@@ -399,11 +402,23 @@ class HFBackend:
         """
         if not isinstance(cfg, GenerationConfig):
             raise InputError(f"cfg must be a GenerationConfig, got {type(cfg).__name__}")
-        prompts = [list(p) for p in prompts]
+        if any(isinstance(p, str) for p in prompts):
+            raise InputError("prompts are lists of token ids; encode text first (backend.encode)")
+        try:
+            prompts = [[operator.index(t) for t in p] for p in prompts]
+        except TypeError as e:
+            raise InputError(f"prompts must hold integer token ids ({e})") from None
         if any(len(p) == 0 for p in prompts):
             raise InputError("every prompt needs at least one token, got an empty prompt")
         if not prompts:
             return []
+        vocab = self.model.get_input_embeddings().weight.shape[0]
+        for i, p in enumerate(prompts):
+            if min(p) < 0 or max(p) >= vocab:
+                bad = [t for t in p if not 0 <= t < vocab]
+                raise InputError(
+                    f"prompt {i} holds ids outside the model's vocabulary of {vocab}: {bad[:5]}"
+                )
         if prefix_cache is not None:
             if keys is None or len(keys) != len(prompts):
                 raise InputError("prefix_cache needs one key per prompt (keys=)")

@@ -44,6 +44,9 @@ def parse_response(
         return ParsedResponse(None, INVALID_ACTION, False, f"response is {type(text).__name__}")
     actions = list(ACTION_RE.finditer(text))
     think = THINK_RE.search(text)
+    if think is not None and actions and think.start() < actions[0].start() < think.end():
+        # "<action>" written inside the thought is part of the thought
+        actions = list(ACTION_RE.finditer(text, think.end()))
     thought = think.group(1).strip() if think else None
 
     def bad(why: str) -> ParsedResponse:
@@ -56,7 +59,7 @@ def parse_response(
     action = actions[0].group(1).strip()
     if not action:
         return bad("empty action")
-    if "\n" in action:
+    if len(action.splitlines()) > 1:  # \r, \u2028 and the like break lines too
         return bad("action spans several lines")
     if len(action) > max_action_chars:
         return bad(f"action longer than {max_action_chars} characters")

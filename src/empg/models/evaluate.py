@@ -138,14 +138,15 @@ def evaluate_policy(model: Any, tokenizer: Any, cfg: EvalConfig | None = None) -
 
 
 def _play_chunk(model, tokenizer, cfg: EvalConfig, seeds: list[int], make) -> tuple:
-    envs = [make(cfg.env, split=cfg.split, **cfg.env_kwargs) for _ in seeds]
+    envs = []
     state = []  # per episode: [obs, info, history, done]
-    for env, seed in zip(envs, seeds, strict=True):
-        obs, info = env.reset(seed=seed)
-        state.append([obs, info, [], False])
     wins = [False] * len(seeds)
     invalid = 0
-    try:
+    try:  # environments built before a failing one are closed too
+        for seed in seeds:
+            envs.append(make(cfg.env, split=cfg.split, **cfg.env_kwargs))
+            obs, info = envs[-1].reset(seed=seed)
+            state.append([obs, info, [], False])
         for _ in range(cfg.horizon):
             live = [i for i, st in enumerate(state) if not st[3]]
             if not live:

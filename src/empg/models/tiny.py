@@ -45,6 +45,11 @@ class TinyModelConfig:
                 f"hidden_size ({self.hidden_size}) must be divisible by num_heads "
                 f"({self.num_heads}); pick e.g. num_heads=4 for hidden_size=128"
             )
+        if (self.hidden_size // self.num_heads) % 2:
+            raise ConfigError(
+                f"the head size hidden_size / num_heads = {self.hidden_size // self.num_heads} "
+                "must be even (rotary position embeddings rotate pairs of dimensions)"
+            )
         if self.num_heads % self.num_kv_heads:
             raise ConfigError(
                 f"num_kv_heads ({self.num_kv_heads}) must divide num_heads ({self.num_heads})"
