@@ -13,6 +13,7 @@ from train_helpers import household_texts, tiny_overrides
 import empg
 from empg.agent import render_prompt
 from empg.agent.generation import GenerationConfig, HFBackend
+from empg.agent.rollout import RolloutConfig, collect_rollouts, env_turn_ids
 from empg.models.attention import NAME as FOLDED_GQA
 from empg.models.default import load_policy
 from empg.train.checkpoint import latest_checkpoint
@@ -57,6 +58,39 @@ def test_loading_sets_pad_to_eos_folds_gqa_and_prompts_carry_one_bos(llama_dir):
     assert ids[0] == tok.bos_token_id and ids.count(tok.bos_token_id) == 1
     # the tokenizer's default encode would have added a second BOS to the template's
     assert tok.encode(text).count(tok.bos_token_id) == 2
+
+
+def test_sequence_layout_closes_each_turn_and_holds_one_bos(llama_dir):
+    """to_sequences puts the template's turn boundary between responses: the assistant's EOT,
+    the user turn with the observation, the next assistant header; no BOS after the prompt."""
+    model, tok = load_model(load_config(None, [f"model.path={llama_dir}"]))
+    backend = HFBackend(model, tok)
+    between = tok.decode(env_turn_ids(backend, "You see a fridge 1."))
+    assert between == (
+        "<|eot_id|><|start_header_id|>user<|end_header_id|>\n\nObservation: You see a fridge 1."
+        "<|eot_id|><|start_header_id|>assistant<|end_header_id|>\n\n"
+    )
+    cfg = RolloutConfig(
+        env_name="household",
+        env_kwargs={"split": "train"},
+        group_size=2,
+        max_turns=3,
+        generation=GenerationConfig(max_new_tokens=6, seed=0),
+    )
+    seq = collect_rollouts(backend, [0], cfg).to_sequences()
+    bos, eot = tok.bos_token_id, tok.convert_tokens_to_ids(EOT3)
+    boundaries = 0
+    for row in range(seq.response_ids.shape[0]):
+        prompt = seq.prompt_ids[row][seq.prompt_mask[row].bool()].tolist()
+        rest = seq.response_ids[row][seq.attention_mask[row].bool()].tolist()
+        assert prompt.count(bos) == 1 and bos not in rest
+        env_tokens = seq.response_ids[row][
+            seq.attention_mask[row].bool() & ~seq.response_mask[row].bool()
+        ]
+        if env_tokens.numel():  # a multi-turn row: its first turn boundary starts with EOT
+            assert int(env_tokens[0]) == eot
+            boundaries += 1
+    assert boundaries > 0  # the random policy's episodes run several turns
 
 
 def test_generation_records_what_one_full_forward_computes(llama_dir):

@@ -140,11 +140,29 @@ class _Episode:
     noops: int = 0
 
 
+#: stands for a response when :func:`env_turn_ids` asks a chat template what follows one
+_RESPONSE_MARK = "EMPG-RESPONSE-7f3a9c"
+
+
 def env_turn_ids(backend: GenerationBackend, observation: str) -> list[int]:
     """Tokens of the environment's turn between two responses (sequence layout): a user message
-    holding the observation, rendered by :func:`render_prompt`."""
-    msg = [{"role": "user", "content": f"Observation: {observation}"}]
-    return backend.encode(render_prompt(msg, backend.tokenizer))
+    holding the observation. With a chat template, everything the template writes after an
+    assistant message up to the next assistant message's content: the end of the assistant's
+    turn (e.g. Llama 3's ``<|eot_id|>``), the user turn, the next assistant header; never a
+    second BOS or a repeated default system message. Without one, :func:`render_prompt`'s
+    plain layout of the user message."""
+    msg = {"role": "user", "content": f"Observation: {observation}"}
+    tok = backend.tokenizer
+    if tok is not None and getattr(tok, "chat_template", None):
+        convo = [
+            {"role": "user", "content": "Task."},
+            {"role": "assistant", "content": _RESPONSE_MARK},
+            msg,
+        ]
+        text = tok.apply_chat_template(convo, tokenize=False, add_generation_prompt=True)
+        if text.count(_RESPONSE_MARK) == 1:
+            return backend.encode(text.split(_RESPONSE_MARK, 1)[1])
+    return backend.encode(render_prompt([msg], tok))
 
 
 def _make_generator(cfg: RolloutConfig) -> torch.Generator:
