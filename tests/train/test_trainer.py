@@ -400,6 +400,60 @@ def test_dynamic_sampling_never_keeps_an_all_equal_group(tiny_policy_dir, tmp_pa
         assert stats["rollout/rounds"] == 1 + cfg.rollout.max_resample_rounds
 
 
+_FAULTS = random.Random(1)
+
+
+class FlakyEnv(TextEnv):
+    """A coin flip whose step raises in about a third of the episodes (decided at reset)."""
+
+    name = "test-flaky"
+    max_steps = 1
+
+    def __init__(self, split: str = "train") -> None:
+        super().__init__()
+
+    def _reset(self, *, seed, options):
+        self.win = _COIN.random() < 0.5
+        self.broken = _FAULTS.random() < 0.35
+        return "Flip.", {"won": False, "task": "flip a coin", "task_type": "coin"}
+
+    def _step(self, action):
+        if self.broken:
+            raise RuntimeError("the simulator crashed")
+        info = {"won": self.win, "task": "flip a coin", "task_type": "coin"}
+        return "Done.", float(self.win), True, info
+
+
+register("test-flaky", FlakyEnv, overwrite=True)
+
+
+@pytest.mark.parametrize("preset", ["grpo", "dapo"])
+def test_groups_with_an_environment_fault_are_not_trained_on(tiny_policy_dir, tmp_path, preset):
+    cfg = load_config(
+        None,
+        tiny_overrides(
+            tiny_policy_dir,
+            tmp_path,
+            **{
+                "env.name": "test-flaky",
+                "algo.preset": preset,
+                "rollout.tasks_per_batch": 6,
+                "rollout.group_size": 3,
+            },
+        ),
+    )
+    model, tok = load_model(cfg)
+    batch, stats = collect_training_batch(HFBackend(model, tok), cfg, iteration=1)
+    assert stats["rollout/env_error_groups"] > 0  # faults happened
+    assert not any(t.reason.startswith("error") for t in batch.trajectories)
+    kept = {t.group_id for t in batch.trajectories}
+    assert stats["rollout/groups_kept"] == len(kept)
+    for g in kept:  # whole groups: every member of a kept group is there
+        assert sum(t.group_id == g for t in batch.trajectories) == 3
+    if preset == "dapo" and len(kept) < 6:  # replaced by resampling while rounds remain
+        assert stats["rollout/rounds"] == 1 + cfg.rollout.max_resample_rounds
+
+
 def test_training_tasks_come_from_the_configured_pool(tiny_policy_dir, tmp_path):
     pool = [5, 17, 23]
     cfg = load_config(

@@ -115,6 +115,14 @@ def groups_worth_training(trajectories: list, metric: str = "success") -> set[in
     return {int(g) for g, k in zip(gid.tolist(), ok.tolist(), strict=True) if k}
 
 
+def groups_with_env_errors(trajectories: list) -> set[int]:
+    """Ids of the groups with an episode that an environment fault ended (a step that raised
+    or timed out in the pool: ``reason`` ``"error: ..."``). Such an episode's outcome says
+    nothing about the policy, and scoring it as a failure would push the group's advantages
+    around, so the trainer does not train on its group (DAPO samples another in its place)."""
+    return {t.group_id for t in trajectories if str(t.reason).startswith("error")}
+
+
 def draw_task_seeds(rng: np.random.Generator, n: int, pool: list[int]) -> list[int]:
     """``n`` task seeds: any seed when ``pool`` is empty, else drawn from ``pool`` (distinct while
     the pool is large enough, then with repeats)."""
@@ -139,6 +147,7 @@ def collect_training_batch(backend, cfg: TrainConfig, iteration: int) -> tuple[R
     batches, keeps = [], []
     kept = 0
     sampled_groups = 0
+    env_error_groups = 0
     rounds = 1 + (r.max_resample_rounds if cfg.algo.dynamic_sampling else 0)
     for rnd in range(rounds):
         need = r.tasks_per_batch - kept
@@ -152,6 +161,9 @@ def collect_training_batch(backend, cfg: TrainConfig, iteration: int) -> tuple[R
         groups = {t.group_id for t in batch.trajectories}
         if cfg.algo.dynamic_sampling:
             groups = groups_worth_training(batch.trajectories, cfg.algo.filter_metric)
+        faulty = groups_with_env_errors(batch.trajectories)
+        env_error_groups += len(faulty)
+        groups -= faulty
         batches.append(batch)
         keeps.append(groups)
         kept += len(groups)
@@ -165,6 +177,7 @@ def collect_training_batch(backend, cfg: TrainConfig, iteration: int) -> tuple[R
         "rollout/noop_rate": _step_share(all_trajs, "noop_steps"),
         "rollout/groups_sampled": sampled_groups,
         "rollout/groups_kept": len({t.group_id for t in merged.trajectories}),
+        "rollout/env_error_groups": env_error_groups,
         "rollout/rounds": len(batches),
         "rollout/step_rows": len(merged.steps),
     }
