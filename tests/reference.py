@@ -1,4 +1,4 @@
-"""Plain-loop references shared by the tests (written from REFERENCE.md, one step at a time)."""
+"""Plain-loop references shared by the tests (the EMPG paper's algorithm, one step at a time)."""
 
 from __future__ import annotations
 

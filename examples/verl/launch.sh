@@ -30,7 +30,7 @@ fi
 
 DAPO_ARGS=()
 if [[ "${DAPO:-0}" == "1" ]]; then
-  # DAPO = grpo + clip-higher + token-mean + dynamic sampling, no KL term (REFERENCE section 2)
+  # DAPO = grpo + clip-higher + token-mean + dynamic sampling, no KL term (Yu et al., arXiv 2503.14476)
   DAPO_ARGS=(
     actor_rollout_ref.actor.clip_ratio_low=0.2
     actor_rollout_ref.actor.clip_ratio_high=0.28

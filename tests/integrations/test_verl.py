@@ -317,7 +317,7 @@ def test_installed_entry_point():
 
 def test_example_config_composes_and_passes_checks():
     """examples/verl/empg_alfworld_grpo.yaml composes over verl's ppo_trainer.yaml, selects the
-    EMPG trainer, passes the plug-in's checks and carries REFERENCE section 2 settings."""
+    EMPG trainer, passes the plug-in's checks and carries verl-agent's ALFWorld settings."""
     with initialize_config_dir(config_dir=str(EXAMPLES), version_base=None):
         cfg = compose("empg_alfworld_grpo")
     assert get_trainer_cls(cfg.trainer.v1.trainer_mode) is EMPGTrainerSync

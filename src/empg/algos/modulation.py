@@ -1,4 +1,4 @@
-"""EMPG: entropy-modulated step advantages (arXiv 2509.09265, REFERENCE section 1).
+"""EMPG: entropy-modulated step advantages (arXiv 2509.09265).
 
 For every step ``(i, t)`` of the batch (all steps of all trajectories together)::
 

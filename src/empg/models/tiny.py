@@ -1,8 +1,9 @@
 """A tiny Qwen2-architecture causal LM, sized so a default RL job is fast on a 2-core CPU.
 
 The default (hidden 128, 4 layers, 4 query / 2 key-value heads, FFN 512, tied embeddings, about
-1.4M parameters with a 3,072-token vocabulary) is the 1.5M row of REFERENCE.md section 6: about
-20 s per RL iteration with 128-token prompts. fp32 only: bf16 is much slower on CPUs without AMX.
+1.4M parameters with a 3,072-token vocabulary) is the 1.5M size measured on 2-core CPUs in
+November 2026: about 20 s per RL iteration with 128-token prompts. fp32 only: bf16 is much
+slower on CPUs without AMX.
 It is a plain ``transformers.Qwen2ForCausalLM``: ``save_pretrained`` / ``from_pretrained``
 (safetensors) and every Hugging Face tool work with it unchanged.
 """

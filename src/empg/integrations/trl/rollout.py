@@ -1,6 +1,6 @@
 """Multi-turn ``rollout_func`` for TRL's ``GRPOTrainer`` over the project's text environments.
 
-One TRL completion is one whole episode, laid out as ONE sequence (REFERENCE section 1)::
+One TRL completion is one whole episode, laid out as ONE sequence::
 
     prompt_ids     = chat(system, user_0) + generation prompt
     completion_ids = response_0 | between_0 | response_1 | between_1 | ... | response_last [eos]

@@ -4,7 +4,7 @@ verl's v1 trainer stores one row per agent-loop output under the key ``{uid}_{se
 (``uid``: the prompt, shared by its ``rollout.n`` samples; ``session``: one sample's episode;
 ``i``: the output's index within the episode). A trajectory is ``(uid, session)``. Its steps
 are the maximal runs of 1s in the response masks of its rows, taken in order of ``i`` and, in a
-row, of position. That single rule covers both layouts of REFERENCE section 1:
+row, of position. That single rule covers both trajectory layouts EMPG meets in practice:
 
 * one sequence per trajectory (verl's multi-turn agent loop): a single row ``i = 0`` whose
   response interleaves model turns (mask 1) and environment tokens (mask 0);
