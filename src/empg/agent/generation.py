@@ -402,6 +402,7 @@ class HFBackend:
         """
         if not isinstance(cfg, GenerationConfig):
             raise InputError(f"cfg must be a GenerationConfig, got {type(cfg).__name__}")
+        prompts = list(prompts)
         if any(isinstance(p, str) for p in prompts):
             raise InputError("prompts are lists of token ids; encode text first (backend.encode)")
         try:

@@ -14,6 +14,7 @@ Everything numeric is a call into :mod:`empg.algos`; this module only orchestrat
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
 import math
@@ -63,8 +64,6 @@ def _device(cfg: TrainConfig) -> torch.device:
 def autocast_for(device: torch.device, dtype: str):
     """bf16 autocast on CUDA (fp32 master weights; ``model.dtype`` auto or bfloat16); on the CPU
     only when bfloat16 is asked for (it is slow there); otherwise plain fp32."""
-    import contextlib
-
     # cache_enabled=False: autocast's cache would keep the bf16 copies of the weights made
     # before an optimiser step for the rest of the context (the whole iteration), so later
     # mini-batches would run partly on stale weights
@@ -453,7 +452,8 @@ class Trainer:
         try:
             return self._run()
         except BaseException:
-            self.metrics.close(failed=True)
+            with contextlib.suppress(Exception):  # the run's own error is the one to report
+                self.metrics.close(failed=True)
             raise
 
     def _run(self) -> TrainResult:
