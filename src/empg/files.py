@@ -19,6 +19,20 @@ def fsync_dir(path: str | os.PathLike[str]) -> None:
         os.close(fd)
 
 
+def fsync_tree(path: str | os.PathLike[str]) -> None:
+    """Flush every file under ``path`` and its folders' entries to disk: call it before
+    renaming a finished folder into place, so that after a power loss the renamed folder is
+    complete, not a set of names with empty files."""
+    root = Path(path)
+    for p in sorted(root.rglob("*")):
+        if p.is_file():
+            with open(p, "rb") as f:
+                os.fsync(f.fileno())
+        elif p.is_dir():
+            fsync_dir(p)
+    fsync_dir(root)
+
+
 def atomic_write_text(path: str | os.PathLike[str], text: str) -> None:
     """Write ``text`` to a temporary file beside ``path`` (``.<name>.<pid>.tmp``), flush it to
     disk and rename it into place. On failure the temporary file is removed and the error

@@ -93,6 +93,24 @@ def test_cli_sft_writes_a_loadable_policy(tmp_path, capsys):
     assert cli.main(["sft", "--out", str(out), "--steps", "-1"]) == 2
 
 
+def test_a_rebuild_stopped_midway_leaves_no_build_info_behind(tmp_path, monkeypatch):
+    """`empg sft --out DIR` into a folder that holds a build: a rebuild stopped before it
+    finishes must not leave the old build's info beside a half-replaced build."""
+    out = tmp_path / "policy"
+    out.mkdir()
+    (out / BUILD_INFO).write_text('{"sft": "an earlier build"}')
+
+    def stopped(*_a, **_k):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(default_mod, "train_sft", stopped)
+    with pytest.raises(KeyboardInterrupt):
+        default_mod.build_policy(
+            out, "household", tokenizer_config=TokenizerConfig(episodes_per_env=2, vocab_size=300)
+        )
+    assert not (out / BUILD_INFO).exists()
+
+
 def test_cli_sft_sets_the_architecture_and_rejects_a_bad_one(tmp_path, capsys):
     out = tmp_path / "policy"
     small = ["--steps", "1", "--episodes", "2", "--tokenizer-episodes", "2", "--vocab-size", "300"]

@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from empg.errors import ConfigError
-from empg.files import atomic_write_text
+from empg.files import atomic_write_text, fsync_dir, fsync_tree
 from empg.models.check import BuildCheck, check_success, default_check
 from empg.models.sft import SFTConfig, expert_examples, train_sft
 from empg.models.tiny import TinyModelConfig, build_tiny_model, count_parameters
@@ -117,6 +117,9 @@ def build_policy(
     out = Path(out_dir).expanduser()
     try:  # before the build, not after up to an hour of it
         out.mkdir(parents=True, exist_ok=True)
+        # a rebuild into a folder that holds a build: until the new one is complete, the
+        # folder must not claim to hold one (its build info is written last)
+        (out / BUILD_INFO).unlink(missing_ok=True)
     except OSError as e:
         raise ConfigError(f"cannot create the output folder {str(out)!r}: {e}") from e
     t0 = time.perf_counter()
@@ -138,7 +141,7 @@ def build_policy(
         "build_seconds": round(time.perf_counter() - t0, 2),
         "built_on": build_environment(),
     }
-    (out / BUILD_INFO).write_text(json.dumps(info, indent=2, default=str))
+    atomic_write_text(out / BUILD_INFO, json.dumps(info, indent=2, default=str))
     return model, tokenizer, info
 
 
@@ -301,11 +304,13 @@ def default_policy(
         try:
             kept = _build_checked(final, tmps, env, sft, tok_cfg, arch, check, log)
             os.chmod(kept, 0o755)  # mkdtemp's 0700 would hide a shared cache from other users
+            fsync_tree(kept)  # after a power loss the cache folder is whole or absent
             try:
                 os.rename(kept, final)
             except OSError:
                 if not (final / BUILD_INFO).is_file():  # not a racing builder's finished copy
                     raise
+            fsync_dir(final.parent)
         finally:
             for tmp in tmps:
                 if tmp.exists():
@@ -448,7 +453,7 @@ def _build_checked(
     info_path = kept / BUILD_INFO
     info = json.loads(info_path.read_text())
     info["check"] = _check_record(check, attempts, kept_seed, kept_rate >= check.min_success)
-    info_path.write_text(json.dumps(info, indent=2, default=str))
+    atomic_write_text(info_path, json.dumps(info, indent=2, default=str))
     return kept
 
 

@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from empg.errors import CheckpointError  # defined there so the CLI can catch it without torch
-from empg.files import atomic_write_text, fsync_dir
+from empg.files import atomic_write_text, fsync_dir, fsync_tree
 
 
 def rng_state() -> dict[str, Any]:
@@ -84,10 +84,7 @@ def save_checkpoint(
     )
     full_state = dict(state, iteration=iteration, rng=rng_state())
     (tmp / "trainer_state.json").write_text(json.dumps(full_state))
-    for p in tmp.rglob("*"):
-        if p.is_file():
-            with open(p, "rb") as f:
-                os.fsync(f.fileno())
+    fsync_tree(tmp)
     if final.exists():
         shutil.rmtree(final)
     os.replace(tmp, final)
