@@ -54,6 +54,17 @@ def _check_result(res: Any, where: str) -> None:
     _check_info(res.info, where)
 
 
+def _safe_step(env: TextEnv, action: str, where: str) -> StepResult:
+    """``env.step(action)``; an exception (other than the contract's ResetNeeded) breaks the
+    contract, which says any string gets an ordinary observation."""
+    try:
+        return env.step(action)
+    except ResetNeeded:
+        raise
+    except Exception as e:  # any other exception breaks the contract
+        raise EnvCheckError(f"{where} raised {type(e).__name__}: {e}") from e
+
+
 def _pick_action(env: TextEnv, info: dict, rng: random.Random, policy: str) -> str:
     if policy == "expert":
         try:
@@ -72,7 +83,7 @@ def _rollout(env: TextEnv, seed: int, policy: str, max_steps: int) -> list[tuple
     trace: list[tuple] = [(obs, info.get("task"), tuple(info.get("admissible_actions") or ()))]
     for t in range(max_steps):
         action = _pick_action(env, info, rng, policy)
-        res = env.step(action)
+        res = _safe_step(env, action, f"step {t} ({policy}), action {action[:20]!r}")
         _check_result(res, f"step {t} ({policy})")
         info = res.info
         trace.append(
@@ -111,7 +122,7 @@ def check_env(env: TextEnv, *, seeds: tuple[int, ...] = (0, 1), max_steps: int =
     # hostile inputs: ordinary observations, no exceptions
     env.reset(seed=seeds[0])
     for action in HOSTILE_ACTIONS:
-        res = env.step(action)
+        res = _safe_step(env, action, f"hostile action {action[:20]!r}")
         _check_result(res, f"hostile action {action[:20]!r}")
         if res.terminated or res.truncated:
             env.reset(seed=seeds[0])
