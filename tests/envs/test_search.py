@@ -15,7 +15,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-pytest.importorskip("bm25s")
+pytest.importorskip("bm25s", reason="needs: pip install 'empg[envs]'")
 
 from empg.envs import ResetNeeded, check_env, make
 from empg.envs.check import HOSTILE_ACTIONS

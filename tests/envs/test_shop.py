@@ -23,7 +23,7 @@ from empg.envs.shop.reward import normalize_color, token_set_ratio, webshop_rewa
 from empg.envs.shop.search import get_index
 from empg.errors import InputError
 
-pytest.importorskip("bm25s")
+pytest.importorskip("bm25s", reason="needs: pip install 'empg[envs]'")
 
 LIPSTICK_CAT = "Beauty & Personal Care › Makeup › Lips › Lipstick"
 

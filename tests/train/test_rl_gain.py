@@ -82,9 +82,27 @@ def test_rl_gain_trains_each_seed_and_scores_every_policy_on_one_evaluation(
     assert again["success"] == summary["success"]
     assert capsys.readouterr().out.count("(reused)") == 6  # 3 policies x 2 evaluation seeds
 
-    # without the stored evaluations they are played again, and being seeded, come out the same
+
+def test_rl_gain_evaluations_are_seeded(fifty_fifty_policy, tmp_path, capsys):
+    """Played again without the stored evaluations, every policy scores what it scored, on a
+    bandit where the score depends on sampling (the seeds give different scores)."""
+    rl_gain = _script()
+    out = tmp_path / "gain"
+    argv = ["--seeds", "0", "--eval-seeds", "3", "4", "--episodes", "24", "--out", str(out)]
+    argv += _overrides(fifty_fifty_policy, tmp_path)
+    argv += [
+        "env.name=test-two-arms",
+        "env.max_turns=1",
+        "iterations=1",
+        "rollout.max_new_tokens=40",
+        "eval.temperature=1.0",
+        "algo.preset=grpo",
+    ]
+    first = rl_gain.main(argv)["success"]
+    rates = [first[p][e]["valid_seen"] for p in first for e in ("3", "4")]
+    assert len(set(rates)) > 1 and min(rates) > 0 and max(rates) < 1, rates
     (out / "evaluations.jsonl").unlink()
-    assert rl_gain.main(argv)["success"] == summary["success"]
+    assert rl_gain.main(argv)["success"] == first
     assert "(reused)" not in capsys.readouterr().out
 
 
