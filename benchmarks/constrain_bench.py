@@ -47,13 +47,20 @@ def main() -> None:
     gen_mod._mask_actions = timed
     rows: dict[str, list[dict]] = {"unconstrained": [], "constrained": [], "restricted": []}
     last = None
-    for _ in range(args.repeats):
-        for name in rows:
-            cfg = dataclasses.replace(
-                base,
-                constrain_actions=name != "unconstrained",
-                restricted_logprobs=name == "restricted",
-            )
+
+    def side(name: str):
+        return dataclasses.replace(
+            base,
+            constrain_actions=name != "unconstrained",
+            restricted_logprobs=name == "restricted",
+        )
+
+    names = list(rows)
+    for name in names:  # untimed warm-up of every side, on one task
+        collect_rollouts(backend, seeds[:1], side(name), generator=torch.Generator().manual_seed(0))
+    for rep in range(args.repeats):
+        for name in names[rep % 3 :] + names[: rep % 3]:  # rotate who goes first
+            cfg = side(name)
             spent[0] = 0.0
             t0 = time.perf_counter()
             b = collect_rollouts(backend, seeds, cfg, generator=torch.Generator().manual_seed(0))
@@ -74,7 +81,7 @@ def main() -> None:
             )
     print(
         f"{args.tasks} tasks x {args.group} episodes, {args.threads} threads, "
-        f"{args.repeats} repeats"
+        f"{args.repeats} repeats after a warm-up, order rotated"
     )
     for name, rs in rows.items():
         m = {k: statistics.mean(r[k] for r in rs) for k in rs[0]}
@@ -100,19 +107,25 @@ def recompute_cost(model, batch, repeats: int) -> None:
     allowed = [s.allowed for s in batch.steps]
     masked = sum(a is not None for s in allowed for a in s)
     times: dict[str, list[float]] = {"plain": [], "restricted": []}
-    for _ in range(max(2, repeats)):
-        for name in times:
+
+    def run(name: str) -> None:
+        recompute_logprobs(
+            model,
+            prompts,
+            responses,
+            pad_id=batch.pad_token_id,
+            micro_batch=64,
+            temperature=0.7,
+            allowed=allowed if name == "restricted" else None,
+            share_prefix=True,  # as the trainer runs it (model.share_prefix, on by default)
+        )
+
+    for name in times:  # untimed warm-up
+        run(name)
+    for rep in range(max(2, repeats)):
+        for name in list(times)[rep % 2 :] + list(times)[: rep % 2]:  # alternate who goes first
             t0 = time.perf_counter()
-            recompute_logprobs(
-                model,
-                prompts,
-                responses,
-                pad_id=batch.pad_token_id,
-                micro_batch=64,
-                temperature=0.7,
-                allowed=allowed if name == "restricted" else None,
-                share_prefix=True,  # as the trainer runs it (model.share_prefix, on by default)
-            )
+            run(name)
             times[name].append(time.perf_counter() - t0)
     p, r = (statistics.mean(times[k]) for k in times)
     tokens = sum(len(x) for x in responses)

@@ -67,10 +67,23 @@ def _train(config: str | None, overrides: list[str], run_dir: Path, seed: int) -
     """Final checkpoint of the run with ``seed`` (trained, resumed or reused)."""
     from empg.train.checkpoint import latest_checkpoint, load_trainer_state
     from empg.train.config import load_config
-    from empg.train.trainer import Trainer
+    from empg.train.trainer import Trainer, config_differences, saved_config
 
     cfg = load_config(config, [*overrides, f"seed={seed}", f"run_dir={run_dir}"])
     last = latest_checkpoint(run_dir)
+    if last is not None:  # a run is there: it must be this setting's run
+        diff = config_differences(saved_config(run_dir), cfg)
+        if diff:
+            raise SystemExit(
+                f"rl_gain: the run in {run_dir} was trained with other settings ({diff}); "
+                "use another --out"
+            )
+        done_iters = load_trainer_state(last)["iteration"]
+        if done_iters > cfg.iterations:
+            raise SystemExit(
+                f"rl_gain: the run in {run_dir} has {done_iters} iterations, more than the "
+                f"{cfg.iterations} asked for; use another --out"
+            )
     done = last is not None and load_trainer_state(last)["iteration"] >= cfg.iterations
     if not done:
         print(f"[rl_gain] training seed {seed} in {run_dir}", flush=True)
@@ -113,15 +126,40 @@ def _file_digest(path: str | None) -> str | None:
 EVALUATIONS = "evaluations.jsonl"
 
 
+#: the files that hold a policy folder's weights (a full model, or a LoRA adapter)
+WEIGHT_FILES = ("model.safetensors", "adapter_model.safetensors")
+
+
+def _weights_digest(folder: Path | None) -> str | None:
+    """SHA-256 of a policy folder's weight files (None without a local folder or weights)."""
+    if folder is None:
+        return None
+    h = hashlib.sha256()
+    found = False
+    for name in WEIGHT_FILES:
+        f = folder / name
+        if f.is_file():
+            found = True
+            h.update(name.encode() + b"\0" + f.read_bytes())
+    return h.hexdigest() if found else None
+
+
 def _eval_key(config, overrides, model_path, splits, episodes, eval_seed) -> str:
-    """What an evaluation depends on; a checkpoint's weights are named by their file's time."""
-    weights = Path(model_path) / "model.safetensors" if model_path else None
+    """What an evaluation depends on, the weights by content: the evaluated folder's, and the
+    warm start's (a LoRA checkpoint's base; for the warm start itself, the folder it loads,
+    e.g. the default policy's cache folder, which another machine or recipe builds
+    differently)."""
+    from empg.train.config import load_config
+    from empg.train.trainer import warm_start_dir
+
+    warm = warm_start_dir(load_config(config, list(overrides)))
     return json.dumps(
         {
             "config": _file_digest(config),
             "overrides": list(overrides),
             "policy": model_path,
-            "written": weights.stat().st_mtime_ns if weights and weights.is_file() else None,
+            "weights": _weights_digest(Path(model_path)) if model_path else None,
+            "warm_start": _weights_digest(warm),
             "splits": list(splits),
             "episodes": episodes,
             "seed": eval_seed,
@@ -216,8 +254,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         before = rate("warm start", split)
         gains = [rate(f"seed {s}", split) - before for s in args.seeds]
         mean, se = _mean_se(gains)
-        # binomial standard error of the shared warm-start measurement
+        # binomial standard error of the shared warm-start measurement; every gain subtracts
+        # the same estimate, so the spread across seeds leaves it out: the mean gain's standard
+        # error combines the two
         se_before = math.sqrt(before * (1 - before) / n_eval)
+        se_total = math.sqrt(se**2 + se_before**2) if math.isfinite(se) else float("nan")
         summary["per_split"][split] = {
             "before": before,
             "after": {str(s): rate(f"seed {s}", split) for s in args.seeds},
@@ -225,6 +266,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             "mean_gain": mean,
             "se_across_seeds": se,
             "se_warm_start": se_before,
+            "se_mean_gain": se_total,
         }
         after = "  ".join(
             f"seed {s} {100 * rate(f'seed {s}', split):.1f}% ({100 * g:+.1f})"
@@ -233,7 +275,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         print(f"  {split:13s} warm start {100 * before:.1f}%  {after}")
         print(
             f"  {'':13s} mean gain {100 * mean:+.1f} points, standard error {100 * se:.1f} "
-            f"across seeds, {100 * se_before:.1f} for the shared warm-start measurement"
+            f"across seeds, {100 * se_before:.1f} for the shared warm-start measurement, "
+            f"{100 * se_total:.1f} in all"
         )
     (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     print(f"summary: {out / 'summary.json'}")

@@ -48,12 +48,21 @@ def main() -> None:
     times: dict[str, list[float]] = {k: [] for k in sides}
     tokens: dict[str, list] = {}
     share = 0.0
-    for _ in range(args.repeats):
-        for name, (reuse, fold) in sides.items():
-            model.set_attn_implementation("sdpa")
-            if fold:
-                use_gqa_attention(model)
-            cfg = dataclasses.replace(base, prefix_cache=reuse)
+
+    def setup(reuse: bool, fold: bool):
+        model.set_attn_implementation("sdpa")
+        if fold and not use_gqa_attention(model):
+            raise SystemExit("the model has no grouped KV heads: the folded side would be sdpa")
+        return dataclasses.replace(base, prefix_cache=reuse)
+
+    for reuse, fold in sides.values():  # untimed warm-up of every side, on one task
+        rollout_mod.collect_rollouts(
+            backend, seeds[:1], setup(reuse, fold), generator=torch.Generator().manual_seed(0)
+        )
+    names = list(sides)
+    for r in range(args.repeats):
+        for name in names[r % len(names) :] + names[: r % len(names)]:  # rotate who goes first
+            cfg = setup(*sides[name])
             t0 = time.perf_counter()
             b = rollout_mod.collect_rollouts(
                 backend, seeds, cfg, generator=torch.Generator().manual_seed(0)
@@ -66,7 +75,7 @@ def main() -> None:
     model.set_attn_implementation("sdpa")
     print(
         f"rollouts: {args.tasks} tasks x {args.group}, {len(tokens['full prefill'])} steps, "
-        f"{args.threads} threads, {args.repeats} repeats each, alternating"
+        f"{args.threads} threads, {args.repeats} repeats each after a warm-up, order rotated"
     )
     first = statistics.mean(times["full prefill"])
     for name, ts in times.items():

@@ -127,12 +127,14 @@ def main() -> None:
     ]
 
     avg = copy.deepcopy(model) if args.ema else None
+    aside = [0.0]  # seconds spent evaluating and saving inside the SFT loop
 
     def on_step(step: int, m) -> None:
         if avg is not None:
             update_average(list(avg.parameters()), list(m.parameters()), args.ema)
         if step not in checkpoints:
             return
+        t_in = time.perf_counter()
         arms = [("weights", m)] + ([(f"ema{args.ema:g}", avg)] if avg is not None else [])
         for name, net in arms:
             for ev, label in zip(evals, labels, strict=True):
@@ -147,9 +149,14 @@ def main() -> None:
                 out = f"{args.save_dir}/step_{step}" + ("" if net is m else f"_{name}")
                 net.save_pretrained(out)
                 tok.save_pretrained(out)
+        aside[0] += time.perf_counter() - t_in
 
     stats = train_sft(model, tok, cfg, examples=examples, on_step=on_step)
-    print(f"final loss {statistics.mean(stats.losses[-10:]):.4f}; {stats.seconds:.0f}s of SFT")
+    print(
+        f"final loss {statistics.mean(stats.losses[-10:]):.4f}; "
+        f"{stats.seconds - aside[0]:.0f}s of SFT ({stats.seconds:.0f}s with the "
+        f"{aside[0]:.0f}s of evaluations and saves inside it)"
+    )
 
 
 if __name__ == "__main__":

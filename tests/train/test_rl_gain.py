@@ -160,3 +160,31 @@ def test_rl_gain_reads_a_config_file_and_keys_evaluations_by_its_content(tiny_po
     shutil.rmtree(out / "seed0")
     rl_gain.main(argv)
     assert len(set(rl_gain._load_evaluations(out / "evaluations.jsonl")) - keys) == 2
+
+
+def test_rl_gain_refuses_a_finished_run_of_other_settings(tiny_policy_dir, tmp_path):
+    rl_gain = _script()
+    out = tmp_path / "gain"
+    argv = ["--seeds", "0", "--eval-seeds", "3", "--episodes", "1", "--out", str(out)]
+    argv += _overrides(tiny_policy_dir, tmp_path)
+    rl_gain.main(argv)
+    with pytest.raises(SystemExit, match=r"other settings \(\['optim'\]\)"):
+        rl_gain.main([*argv, "optim.lr=0.5"])
+    with pytest.raises(SystemExit, match="has 2 iterations, more than the 1 asked"):
+        rl_gain.main([*argv, "iterations=1"])
+
+
+def test_rl_gain_keys_evaluations_by_the_weights_they_play(tiny_policy_dir, tmp_path):
+    """The warm start's key names the weights model.path holds: rebuilt weights in the same
+    folder are evaluated again, not read back (so a gain is never taken against old ones)."""
+    rl_gain = _script()
+    policy = tmp_path / "policy"
+    shutil.copytree(tiny_policy_dir, policy)
+    over = [f"model.path={policy}"]
+    key = rl_gain._eval_key(None, over, None, ["valid_seen"], 2, 3)
+    assert key == rl_gain._eval_key(None, over, None, ["valid_seen"], 2, 3)
+    weights = policy / "model.safetensors"
+    data = bytearray(weights.read_bytes())
+    data[-1] ^= 1  # the same folder, other weights
+    weights.write_bytes(bytes(data))
+    assert rl_gain._eval_key(None, over, None, ["valid_seen"], 2, 3) != key

@@ -82,6 +82,29 @@ def policy_dir(root: Path, env: str, spec: dict) -> Path:
     return root / "models" / f"{env}-tiny-{RECIPE_VERSION}-{digest[:12]}"
 
 
+def default_policy_dir(
+    env: str = "household",
+    *,
+    sft: SFTConfig | None = None,
+    tokenizer_config: TokenizerConfig | None = None,
+    model_config: TinyModelConfig | None = None,
+    cache_dir: str | os.PathLike[str] | None = None,
+) -> Path:
+    """The cache folder :func:`default_policy` loads (or builds) for these settings; nothing is
+    built. Settings left out take :func:`default_configs`' values."""
+    default_sft, default_arch = default_configs(env)
+    return policy_dir(
+        cache_root(cache_dir),
+        env,
+        recipe(
+            env,
+            sft or default_sft,
+            tokenizer_config or TokenizerConfig(),
+            model_config or default_arch,
+        ),
+    )
+
+
 def data_fingerprint(sft: SFTConfig, tok: TokenizerConfig) -> dict[str, str]:
     """First 16 hex digits of the sha256 of a build's data: the tokenizer's training corpus and
     the SFT examples (prompt and target of each). Deterministic and machine-independent; a change
@@ -296,7 +319,9 @@ def default_policy(
     tok_cfg = tokenizer_config or TokenizerConfig()
     arch = model_config or default_arch
     check = resolve_check(check, env, sft, tok_cfg, arch)
-    final = policy_dir(cache_root(cache_dir), env, recipe(env, sft, tok_cfg, arch))
+    final = default_policy_dir(
+        env, sft=sft, tokenizer_config=tok_cfg, model_config=arch, cache_dir=cache_dir
+    )
     if not (final / BUILD_INFO).is_file():
         final.parent.mkdir(parents=True, exist_ok=True)
         _sweep_stale_builds(final)

@@ -77,17 +77,13 @@ def autocast_for(device: torch.device, dtype: str):
 def load_model(cfg: TrainConfig, path: str | None = None, log: Callable[[str], None] | None = None):
     """(model, tokenizer) for ``cfg.model`` (or a checkpoint folder ``path``); ``log`` gets
     progress lines while the default policy is built on first use."""
-    from empg.models.default import default_configs, default_policy, load_policy
+    from empg.models.default import default_policy, load_policy
 
     adapter = path is not None and (Path(path) / "adapter_config.json").is_file()
     if adapter:  # a LoRA run's checkpoint: its base model, then the saved adapter on top
         model, tokenizer = _lora_base(cfg, Path(path), log)
     elif path is None and cfg.model.path == "default":
-        # the built-in environments have experts to warm-start from; others use household's.
-        # The warm start plays the configured environment (env.kwargs, e.g. a task mix).
-        builtin = cfg.env.name in ("household", "shop", "search")
-        warm_env = cfg.env.name if builtin else "household"
-        sft, arch = default_configs(warm_env, cfg.env.kwargs if builtin else None)
+        warm_env, sft, arch = _default_recipe(cfg)
         model, tokenizer, folder = default_policy(env=warm_env, sft=sft, model_config=arch, log=log)
         if log is not None:
             log(f"[empg] default policy: {folder}{_check_summary(folder)}")
@@ -111,6 +107,30 @@ def load_model(cfg: TrainConfig, path: str | None = None, log: Callable[[str], N
             ),
         )
     return model, tokenizer
+
+
+def _default_recipe(cfg: TrainConfig):
+    """(environment, SFT config, architecture) of the default policy ``cfg`` trains: the
+    built-in environments have experts to warm-start from, others use household's; the warm
+    start plays the configured environment (env.kwargs, e.g. a task mix)."""
+    from empg.models.default import default_configs
+
+    builtin = cfg.env.name in ("household", "shop", "search")
+    warm_env = cfg.env.name if builtin else "household"
+    sft, arch = default_configs(warm_env, cfg.env.kwargs if builtin else None)
+    return warm_env, sft, arch
+
+
+def warm_start_dir(cfg: TrainConfig) -> Path | None:
+    """The local folder ``cfg.model.path`` loads from: the default policy's cache folder (which
+    may not be built yet) or the given path; None for a hub id."""
+    if cfg.model.path == "default":
+        from empg.models.default import default_policy_dir
+
+        warm_env, sft, arch = _default_recipe(cfg)
+        return default_policy_dir(warm_env, sft=sft, model_config=arch)
+    local = Path(cfg.model.path).expanduser()
+    return local if local.is_dir() else None
 
 
 def evaluate_model(
@@ -266,15 +286,8 @@ class Trainer:
         saved = self.run_dir / "config.json"
         mine = config_to_dict(self.cfg)
         if self.resume_from is not None and saved.exists():
-            try:
-                old = _with_defaults(json.loads(saved.read_text()))
-            except (OSError, ValueError) as e:
-                raise CheckpointError(f"cannot read {saved}: {e}") from e
-            # run_dir is the folder being resumed, however it is spelt (or wherever it moved)
-            free = ("iterations", "run_dir")
-            diff = sorted(
-                k for k in set(old) | set(mine) if k not in free and old.get(k) != mine.get(k)
-            )
+            old = saved_config(self.run_dir)
+            diff = config_differences(old, self.cfg)
             if diff:
                 raise ConfigError(
                     f"--resume: the config differs from the run's saved config in {diff}; only "
@@ -521,6 +534,30 @@ class Trainer:
         except ImportError:
             self.log("[empg] matplotlib not installed: no plots")
         return result
+
+
+def saved_config(run_dir: str | Path) -> dict[str, Any]:
+    """A run's saved ``config.json`` (fields added since it was written filled in with their
+    defaults); a :class:`CheckpointError` names the file when it cannot be read."""
+    saved = Path(run_dir) / "config.json"
+    try:
+        return _with_defaults(json.loads(saved.read_text()))
+    except (OSError, ValueError) as e:
+        raise CheckpointError(f"cannot read {saved}: {e}") from e
+
+
+#: fields a resumed run may change: ``iterations``, and ``run_dir`` (the folder being resumed is
+#: the run, however it is spelt or wherever it moved)
+FREE_ON_RESUME = ("iterations", "run_dir")
+
+
+def config_differences(saved: dict[str, Any], cfg: TrainConfig) -> list[str]:
+    """Top-level fields in which ``cfg`` differs from a run's ``saved`` config, other than
+    :data:`FREE_ON_RESUME`: a non-empty list means ``cfg`` does not describe that run."""
+    mine = config_to_dict(cfg)
+    return sorted(
+        k for k in set(saved) | set(mine) if k not in FREE_ON_RESUME and saved.get(k) != mine.get(k)
+    )
 
 
 def _with_defaults(saved: dict[str, Any]) -> dict[str, Any]:
