@@ -7,7 +7,8 @@
 * :func:`train_sft` / :class:`SFTConfig` - supervised warm start on expert steps (sft.py)
 * :func:`evaluate_policy` / :class:`EvalConfig` - a plain batched episode loop (evaluate.py)
 * :func:`default_policy` / :func:`load_policy` - build once, cache, load (default.py);
-  :func:`default_configs` - its recipe per environment (4.7M parameters on household)
+  :func:`default_configs` - its recipe per environment (4.7M parameters on household);
+  :func:`default_policy_dir` - the cache folder a recipe loads from (nothing built)
 * :class:`BuildCheck` / :func:`default_check` - the check a new build must pass (check.py)
 """
 
@@ -41,6 +42,7 @@ _EXPORTS = {
     "cache_root": "default",
     "default_configs": "default",
     "default_policy": "default",
+    "default_policy_dir": "default",
     "load_policy": "default",
 }
 
