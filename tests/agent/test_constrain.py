@@ -230,3 +230,32 @@ def test_restricted_logprobs_score_the_sampled_distribution(format_model, tokeni
     for i, o in enumerate(outs):
         torch.testing.assert_close(lp[i, : len(o)], o.logprobs, atol=1e-4, rtol=1e-4)
         torch.testing.assert_close(ent[i, : len(o)], o.entropies, atol=1e-4, rtol=1e-4)
+
+
+def test_constrained_rollouts_on_search_spell_candidates(format_model, tokenizer):
+    """With rollout.constrain_actions, a search episode's actions are searches and answers
+    among the names shown so far (search lists no admissible actions)."""
+    from agent_helpers import FORMAT_PROMPT
+
+    from empg.agent import RolloutConfig, collect_rollouts
+    from empg.envs import make
+
+    cfg = RolloutConfig(
+        env_name="search",
+        env_kwargs={"split": "test_id"},
+        group_size=2,
+        max_turns=3,
+        prompt=FORMAT_PROMPT,
+        generation=GenerationConfig(max_new_tokens=40, temperature=1.0, seed=0),
+        constrain_actions=True,
+    )
+    batch = collect_rollouts(HFBackend(format_model, tokenizer), [0, 1, 2], cfg)
+    valid = [s for s in batch.steps if s.valid]
+    assert len(valid) >= 6
+    env = make("search", split="test_id")
+    for t in batch.trajectories:  # replay each episode: every valid action was a candidate
+        _, info = env.reset(seed=t.task_seed)
+        for s in batch.rows_of(t.traj_id):
+            if s.valid:
+                assert s.action in info["action_candidates"], s.action
+            info = env.step(s.action).info

@@ -526,3 +526,40 @@ def test_timeout_and_refused_connection_become_observations():
     assert res.observation.startswith("Search failed: cannot reach"), res.observation
     with pytest.raises(RetrievalError):
         HttpRetriever(f"http://127.0.0.1:{port}/retrieve").search("x", 3)
+
+
+def test_names_in_finds_capitalised_names_and_skips_the_environments_own_words():
+    from empg.envs.search.env import names_in
+
+    text = (
+        "Question: In which city was the lead singer of The Githath Engines born?\n"
+        "The Githath Engines\nThe Githath Engines is a band formed in 1994. Its lead singer is "
+        "Shoshyth Gadoukou, born in Kragiand."
+    )
+    assert names_in(text) == ["The Githath Engines", "1994", "Shoshyth Gadoukou", "Kragiand"]
+
+
+@pytest.mark.parametrize("split", ["test_id", "test_ood"])
+def test_the_experts_plain_searches_and_answers_are_among_the_action_candidates(split):
+    """Every name the expert searches or answers was shown before it acts (in the question or a
+    retrieved passage), so constrained decoding over the candidates can spell the expert's
+    moves; only its hinted re-searches ("<name> born") are not candidates."""
+    from empg.envs.search.env import _KIND_HINT
+
+    env = make("search", split=split)
+    checked = hinted = 0
+    for seed in range(60):
+        _, info = env.reset(seed=seed)
+        assert all(a.startswith(("search[", "answer[")) for a in info["action_candidates"])
+        while True:
+            action = env.expert_action()
+            if any(action.endswith(f" {h}]") for h in _KIND_HINT.values()):
+                hinted += 1
+            elif action != "answer[unknown]":
+                assert action in info["action_candidates"], (seed, action)
+                checked += 1
+            res = env.step(action)
+            info = res.info
+            if res.terminated or res.truncated:
+                break
+    assert checked > 150 and hinted < checked / 10

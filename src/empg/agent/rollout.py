@@ -87,9 +87,10 @@ class RolloutConfig:
     prompt, on backends that support it (HFBackend); the same tokens, fewer to run"""
     constrain_actions: bool = False
     """sample the text inside <action> </action> only among the environment's admissible actions
-    (where it lists them; :mod:`empg.agent.constrain`); needs a backend that supports it. A
-    template with a slot, such as shop's ``search[<query>]``, is spelled up to the slot and the
-    rest is left free"""
+    (where it lists them; :mod:`empg.agent.constrain`), else among its ``action_candidates``
+    (search: searches and answers spelled from the names shown so far); needs a backend that
+    supports it. A template with a slot, such as shop's ``search[<query>]``, is spelled up to
+    the slot and the rest is left free"""
     restricted_logprobs: bool = False
     """with ``constrain_actions``: record each masked action token's log-prob and entropy under
     the distribution it was sampled from (renormalised over the allowed tokens) and keep the
@@ -132,6 +133,7 @@ class _Episode:
     observation: str = ""
     initial_observation: str = ""
     admissible: list[str] | None = None
+    candidates: list[str] | None = None  # info["action_candidates"], for envs without a list
     history: list[Turn] = field(default_factory=list)
     rows: list[StepRow] = field(default_factory=list)
     done: bool = False
@@ -267,6 +269,7 @@ def _run(
         e.task = str(res.info.get("task", ""))
         e.observation = e.initial_observation = res.observation
         e.admissible = res.info.get("admissible_actions")
+        e.candidates = res.info.get("action_candidates")
         if "error" in res.info:
             e.done, e.reason = True, f"error: {res.info['error']}"
     cache = PrefixCache() if cfg.prefix_cache and _supports_prefix(backend) else None
@@ -289,7 +292,8 @@ def _run(
         if cache is not None:
             extra.update(prefix_cache=cache, keys=[e.traj_id for e in live])
         if cfg.constrain_actions:
-            extra["actions"] = [e.admissible for e in live]
+            # the admissible list; where an environment has none (search), its candidates
+            extra["actions"] = [e.admissible or e.candidates for e in live]
             if cfg.restricted_logprobs:
                 extra["restricted_logprobs"] = True
         gens = backend.generate(prompts, cfg.generation, generator=generator, **extra)
@@ -336,6 +340,7 @@ def _run(
             e.history.append(Turn(e.observation, actions[e.traj_id] or INVALID_ACTION))
             e.observation = res.observation
             e.admissible = res.info.get("admissible_actions", e.admissible)
+            e.candidates = res.info.get("action_candidates", e.candidates)
             e.won = bool(res.info.get("won", False))
             if error is not None:
                 e.done, e.reason = True, f"error: {error}"

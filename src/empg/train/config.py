@@ -115,7 +115,8 @@ class RolloutSettings:
     """sample the action only among the environment's admissible actions, in training and
     evaluation (log-probs stay the model's own, as with top-p); household, alfworld and
     textworld list complete commands, shop's search template is spelled up to its query, which
-    the model writes itself"""
+    the model writes itself; search has no list and offers searches and answers spelled from
+    the names the episode has shown (info["action_candidates"])"""
     restricted_logprobs: bool = False
     """with constrain_actions: train the constrained policy itself, scoring each masked action
     token under the distribution it was sampled from (renormalised over the allowed tokens) in

@@ -54,6 +54,58 @@ _KIND_HINT = {
 }
 
 
+#: a name: capitalised words in a row, optionally after "The" ("Fysuth Vebu", "The Githath
+#: Engines"), or a number ("1962"); the built-in knowledge base's entities and answers are all
+#: of these shapes
+_NAME = re.compile(r"\b(?:The )?[A-Z][a-z]+(?: [A-Z][a-z]+)*|\b\d+\b")
+#: capitalised words of the environment's own text, question openings and sentence starts:
+#: not names
+_NOT_NAMES = frozenset(
+    [
+        "Question",
+        "Actions",
+        "You",
+        "Results",
+        "Doc",
+        "Title",
+        "In",
+        "Which",
+        "Who",
+        "What",
+        "When",
+        "Where",
+        "How",
+        "The",
+        "Invalid",
+        "Use",
+        "Search",
+        "It",
+        "Its",
+        "He",
+        "His",
+        "She",
+        "Her",
+        "They",
+        "Their",
+        "This",
+        "That",
+        "A",
+        "An",
+    ]
+)
+#: at most this many names per episode feed action_candidates (long real passages hold many)
+MAX_NAMES = 256
+
+
+def names_in(text: str) -> list[str]:
+    """The names ``text`` holds, in order of first appearance (see :data:`_NAME`)."""
+    out: dict[str, None] = {}
+    for n in _NAME.findall(text):
+        if n not in _NOT_NAMES:
+            out.setdefault(n, None)
+    return list(out)
+
+
 def _preview(text: str, n: int = 60) -> str:
     """A short, printable echo of untrusted text (lone surrogates and newlines replaced)."""
     short = text[:n].encode("utf-8", "replace").decode("utf-8")
@@ -119,6 +171,7 @@ class SearchEnv(TextEnv):
         self._q: Question = self.questions[0]
         self._seen_titles: set[str] = set()
         self._queries: list[str] = []
+        self._names: dict[str, None] = {}  # names shown this episode, in order
 
     @property
     def question(self) -> Question:
@@ -131,6 +184,8 @@ class SearchEnv(TextEnv):
         self._q = self.questions[self._index]
         self._seen_titles = set()
         self._queries = []
+        self._names = {}
+        self._note_names(self._q.text)
         obs = (
             f"Question: {self._q.text}\n"
             f"Actions: search[query] returns the top {self.top_k} passages; answer[text] gives "
@@ -138,8 +193,15 @@ class SearchEnv(TextEnv):
         )
         return obs, self._info(won=False, f1=0.0, action_type="reset")
 
+    def _note_names(self, text: str) -> None:
+        for n in names_in(text):
+            if len(self._names) >= MAX_NAMES:
+                return
+            self._names.setdefault(n, None)
+
     def _info(self, *, won: bool, f1: float, action_type: str, **extra: Any) -> dict[str, Any]:
         q = self._q
+        names = list(self._names)
         return {
             "won": won,
             "task": q.text,
@@ -152,6 +214,9 @@ class SearchEnv(TextEnv):
             "split": self.split,
             "hops": q.hops,
             "num_searches": len(self._queries),
+            # searches and answers spelled from the names shown so far: queries and answers are
+            # free text, so there is no admissible list, but constrained decoding can copy these
+            "action_candidates": [f"search[{n}]" for n in names] + [f"answer[{n}]" for n in names],
             **extra,
         }
 
@@ -194,6 +259,8 @@ class SearchEnv(TextEnv):
             info = self._info(won=False, f1=0.0, action_type="search", retrieval_error=str(exc))
             return obs, 0.0, False, info
         self._seen_titles.update(normalize_name(h.title) for h in hits)
+        for h in hits:
+            self._note_names(f"{h.title}\n{h.text[:MAX_DOC_CHARS]}")
         return (
             self._render(query, hits, left),
             0.0,
