@@ -19,7 +19,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from empg.errors import ConfigError
+from empg.errors import ConfigError, InputError
 
 ANSWER_FORMAT = (
     "First reason briefly inside <think> </think>, then give exactly one action inside "
@@ -147,3 +147,46 @@ def render_prompt(messages: list[dict[str, str]], tokenizer: Any = None) -> str:
         return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
     parts = [f"<|{m['role']}|>\n{m['content']}\n" for m in messages]
     return "".join(parts) + "<|assistant|>\n"
+
+
+#: stands for a response when :func:`between_turns_text` asks a chat template what follows one
+_PROBE = "EMPG-PROBE-ANSWER"
+
+
+def _render(messages: list[dict[str, str]], tokenizer: Any, gen: bool) -> str:
+    if getattr(tokenizer, "chat_template", None):
+        return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=gen)
+    # render_prompt's plain template, also without the generation prompt
+    text = "".join(f"<|{m['role']}|>\n{m['content']}\n" for m in messages)
+    return text + ("<|assistant|>\n" if gen else "")
+
+
+def between_turns_text(
+    tokenizer: Any,
+    messages: list[dict[str, str]],
+    next_user: dict[str, str],
+    *,
+    response_ended_with_eos: bool,
+) -> str:
+    """Text after an assistant response and before the next one: end of the assistant turn,
+    the next user message, the generation prompt.
+
+    ``messages`` are the conversation so far ending with the user message the response answers.
+    Found by rendering with and without a probe answer; a chat template that is not
+    prefix-stable (rewrites earlier turns) is rejected.
+    """
+    base = _render(messages, tokenizer, True)
+    closed = _render([*messages, {"role": "assistant", "content": _PROBE}], tokenizer, False)
+    full = _render(
+        [*messages, {"role": "assistant", "content": _PROBE}, next_user], tokenizer, True
+    )
+    if not (closed.startswith(base + _PROBE) and full.startswith(closed)):
+        raise InputError(
+            "the tokenizer's chat template is not prefix-stable (rendering a longer conversation "
+            "changes earlier text); multi-turn single-sequence rollouts need one that is"
+        )
+    text = closed[len(base) + len(_PROBE) :] + full[len(closed) :]
+    eos = getattr(tokenizer, "eos_token", None)
+    if response_ended_with_eos and eos and text.startswith(eos):
+        text = text[len(eos) :]  # the model already wrote the turn-closing token
+    return text

@@ -41,7 +41,7 @@ import torch
 from empg.agent.batch import RolloutBatch, StepRow, Trajectory
 from empg.agent.generation import GenerationBackend, GenerationConfig, PrefixCache
 from empg.agent.parsing import INVALID_ACTION, parse_response
-from empg.agent.prompts import PromptConfig, Turn, build_messages, render_prompt
+from empg.agent.prompts import PromptConfig, Turn, between_turns_text, build_messages, render_prompt
 from empg.envs.core import make
 from empg.envs.pool import EnvPool
 from empg.errors import ConfigError, InputError
@@ -142,28 +142,18 @@ class _Episode:
     noops: int = 0
 
 
-#: stands for a response when :func:`env_turn_ids` asks a chat template what follows one
-_RESPONSE_MARK = "EMPG-RESPONSE-7f3a9c"
-
-
 def env_turn_ids(backend: GenerationBackend, observation: str) -> list[int]:
     """Tokens of the environment's turn between two responses (sequence layout): a user message
-    holding the observation. With a chat template, everything the template writes after an
-    assistant message up to the next assistant message's content: the end of the assistant's
-    turn (e.g. Llama 3's ``<|eot_id|>``), the user turn, the next assistant header; never a
-    second BOS or a repeated default system message. Without one, :func:`render_prompt`'s
-    plain layout of the user message."""
+    holding the observation. With a chat template, what :func:`between_turns_text` finds
+    the template writes after an assistant message: the end of the assistant's turn (e.g.
+    Llama 3's ``<|eot_id|>``), the user turn, the next assistant header; never a second BOS
+    or a repeated default system message. Without one, :func:`render_prompt`'s plain layout
+    of the user message."""
     msg = {"role": "user", "content": f"Observation: {observation}"}
     tok = backend.tokenizer
     if tok is not None and getattr(tok, "chat_template", None):
-        convo = [
-            {"role": "user", "content": "Task."},
-            {"role": "assistant", "content": _RESPONSE_MARK},
-            msg,
-        ]
-        text = tok.apply_chat_template(convo, tokenize=False, add_generation_prompt=True)
-        if text.count(_RESPONSE_MARK) == 1:
-            return backend.encode(text.split(_RESPONSE_MARK, 1)[1])
+        task = [{"role": "user", "content": "Task."}]
+        return backend.encode(between_turns_text(tok, task, msg, response_ended_with_eos=False))
     return backend.encode(render_prompt([msg], tok))
 
 
