@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from train_helpers import household_texts, tiny_overrides
+from train_helpers import assert_shared_prefix_matches_full_rows, household_texts, tiny_overrides
 
 import empg
 from empg.agent import render_prompt
@@ -19,7 +19,6 @@ from empg.models.default import load_policy
 from empg.train.checkpoint import latest_checkpoint
 from empg.train.config import load_config
 from empg.train.metrics import read_metrics
-from empg.train.policy import pack_rows, response_logprobs_and_entropy
 from empg.train.trainer import Trainer, load_model
 from tiny_hf import EOS3, EOT3, tiny_llama31, train_llama3_style_bpe
 
@@ -125,21 +124,7 @@ def test_shared_prefix_scoring_matches_full_rows_forward_and_backward(llama_dir)
     head = rand(40)
     prompts = [head + rand(k) for k in (1, 6, 11)]
     responses = [rand(k) for k in (4, 2, 7)]
-    got = []
-    for share in (False, True):
-        rows = pack_rows(prompts, responses, 0, share_prefix=share)
-        assert (rows.prefix_ids is not None) == share
-        lp, ent = response_logprobs_and_entropy(model, rows, temperature=0.7)
-        w = torch.linspace(-1, 1, lp.numel()).view_as(lp)
-        model.zero_grad()
-        ((lp * w).sum() + (ent * w).sum()).backward()
-        got.append((lp.detach(), ent.detach(), [p.grad.clone() for p in model.parameters()]))
-    (lp0, ent0, g0), (lp1, ent1, g1) = got
-    torch.testing.assert_close(lp1, lp0, atol=1e-5, rtol=1e-5)
-    torch.testing.assert_close(ent1, ent0, atol=1e-5, rtol=1e-5)
-    assert float(lp0.abs().sum()) > 0
-    for a, b in zip(g1, g0, strict=True):
-        torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-4)
+    assert_shared_prefix_matches_full_rows(model, prompts, responses, 0.7)
 
 
 def test_training_moves_both_embeddings_checkpoints_and_resumes_exactly(llama_dir, tmp_path):

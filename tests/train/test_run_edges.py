@@ -6,14 +6,14 @@ from __future__ import annotations
 
 import pytest
 import torch
-from train_helpers import tiny_overrides
+from train_helpers import tiny_overrides, two_row_update_batch
 
 from empg.errors import CheckpointError, ConfigError, TrainingDivergedError
 from empg.models.default import load_policy
 from empg.train.config import load_config
 from empg.train.metrics import read_metrics
-from empg.train.trainer import Trainer, evaluate_model, load_model
-from empg.train.update import UpdateBatch, ppo_update, recompute_logprobs
+from empg.train.trainer import Trainer, evaluate_model
+from empg.train.update import ppo_update
 
 QUIET = lambda *_: None
 
@@ -96,15 +96,10 @@ def test_wandb_logs_offline_and_a_failed_run_finishes_its_wandb_run(
 
 def test_non_finite_old_logprobs_skip_the_update_instead_of_raising(tiny_policy_dir):
     cfg = load_config(None, ["optim.mini_batch_steps=2", "optim.max_bad_updates=3"])
-    model, tok = load_model(load_config(None, [f"model.path={tiny_policy_dir}"]))
-    prompts, responses = [[5, 6, 7], [8, 9]], [[10, 11], [12]]
-    lp, _, mask = recompute_logprobs(
-        model, prompts, responses, pad_id=tok.pad_token_id, micro_batch=2
-    )
-    lp[0, 1] = float("nan")
+    model, tok, batch = two_row_update_batch(tiny_policy_dir)
+    batch.old_logprobs[0, 1] = float("nan")
     before = [p.detach().clone() for p in model.parameters()]
     opt = torch.optim.AdamW(model.parameters(), lr=1e-2)
-    batch = UpdateBatch(prompts, responses, lp, mask, torch.tensor([1.0, -1.0]))
     with pytest.warns(UserWarning, match="update skipped"):
         metrics, streak = ppo_update(
             model, opt, batch, cfg.algo, cfg.optim, pad_id=tok.pad_token_id

@@ -8,6 +8,7 @@ import itertools
 
 import pytest
 import torch
+from train_helpers import assert_shared_prefix_matches_full_rows
 
 from empg.train.config import AlgoConfig, OptimConfig, load_config
 from empg.train.policy import (
@@ -118,22 +119,7 @@ def test_shared_prefix_forward_and_backward_match_full_rows(tiny_policy_dir, tem
     prompts, responses = _rows(vocab)
     idx = list(range(5))  # the first task's rows
     sub_p, sub_r = [prompts[i] for i in idx], [responses[i] for i in idx]
-    results = []
-    for share in (False, True):
-        rows = pack_rows(sub_p, sub_r, 0, share_prefix=share)
-        assert (rows.prefix_ids is not None) == share
-        lp, ent = response_logprobs_and_entropy(model, rows, temperature=temperature)
-        w = torch.linspace(-1, 1, lp.numel()).view_as(lp)
-        model.zero_grad()
-        ((lp * w).sum() + (ent * w).sum()).backward()
-        grads = [p.grad.clone() for p in model.parameters()]
-        results.append((lp.detach(), ent.detach(), grads))
-    (lp0, ent0, g0), (lp1, ent1, g1) = results
-    torch.testing.assert_close(lp1, lp0, atol=1e-5, rtol=1e-5)
-    torch.testing.assert_close(ent1, ent0, atol=1e-5, rtol=1e-5)
-    assert float(lp0.abs().sum()) > 0
-    for a, b in zip(g1, g0, strict=True):
-        torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-4)
+    assert_shared_prefix_matches_full_rows(model, sub_p, sub_r, temperature)
 
 
 def test_shared_prefix_with_restricted_tokens(tiny_policy_dir):

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from train_helpers import tiny_overrides
+from train_helpers import tiny_overrides, two_row_update_batch
 
 from empg.agent.batch import Trajectory
 from empg.agent.generation import HFBackend
@@ -419,25 +419,20 @@ def test_dynamic_sampling_never_keeps_an_all_equal_group(tiny_policy_dir, tmp_pa
 _FAULTS = random.Random(1)
 
 
-class FlakyEnv(TextEnv):
+class FlakyEnv(CoinFlipEnv):
     """A coin flip whose step raises in about a third of the episodes (decided at reset)."""
 
     name = "test-flaky"
-    max_steps = 1
-
-    def __init__(self, split: str = "train") -> None:
-        super().__init__()
 
     def _reset(self, *, seed, options):
-        self.win = _COIN.random() < 0.5
+        out = super()._reset(seed=seed, options=options)
         self.broken = _FAULTS.random() < 0.35
-        return "Flip.", {"won": False, "task": "flip a coin", "task_type": "coin"}
+        return out
 
     def _step(self, action):
         if self.broken:
             raise RuntimeError("the simulator crashed")
-        info = {"won": self.win, "task": "flip a coin", "task_type": "coin"}
-        return "Done.", float(self.win), True, info
+        return super()._step(action)
 
 
 register("test-flaky", FlakyEnv, overwrite=True)
@@ -492,15 +487,10 @@ def test_training_tasks_come_from_the_configured_pool(tiny_policy_dir, tmp_path)
 
 def test_nan_model_skips_updates_then_stops(tiny_policy_dir):
     cfg = load_config(None, ["optim.max_bad_updates=2", "optim.mini_batch_steps=2"])
-    model, tok = load_model(load_config(None, [f"model.path={tiny_policy_dir}"]))
-    prompts, responses = [[5, 6, 7], [8, 9]], [[10, 11], [12]]
-    lp, _, mask = recompute_logprobs(
-        model, prompts, responses, pad_id=tok.pad_token_id, micro_batch=2
-    )
+    model, tok, batch = two_row_update_batch(tiny_policy_dir)
     with torch.no_grad():
         next(model.parameters()).fill_(float("nan"))
     opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
-    batch = UpdateBatch(prompts, responses, lp, mask, torch.tensor([1.0, -1.0]))
     with pytest.warns(UserWarning, match="update skipped"):
         metrics, streak = ppo_update(
             model, opt, batch, cfg.algo, cfg.optim, pad_id=tok.pad_token_id
