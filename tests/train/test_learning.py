@@ -5,13 +5,11 @@ equality tests of the pieces cannot (they compare each piece with its own refere
 from __future__ import annotations
 
 import pytest
-from train_helpers import tiny_overrides
+from train_helpers import QUIET, tiny_overrides
 
 from empg.train.config import load_config
 from empg.train.metrics import read_metrics
 from empg.train.trainer import Trainer
-
-QUIET = lambda *_: None
 
 
 @pytest.mark.parametrize("empg_on", [False, True])

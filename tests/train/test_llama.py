@@ -8,7 +8,12 @@ from __future__ import annotations
 
 import pytest
 import torch
-from train_helpers import assert_shared_prefix_matches_full_rows, household_texts, tiny_overrides
+from train_helpers import (
+    QUIET,
+    assert_shared_prefix_matches_full_rows,
+    household_texts,
+    tiny_overrides,
+)
 
 import empg
 from empg.agent import render_prompt
@@ -22,7 +27,6 @@ from empg.train.metrics import read_metrics
 from empg.train.trainer import Trainer, load_model
 from tiny_hf import EOS3, EOT3, tiny_llama31, train_llama3_style_bpe
 
-QUIET = lambda *_: None
 MESSAGES = [
     {"role": "system", "content": "You are a household agent."},
     {"role": "user", "content": "Your task is to: put a clean apple in fridge 1."},

@@ -10,15 +10,13 @@ import os
 import numpy as np
 import pytest
 import torch
-from train_helpers import tiny_overrides
+from train_helpers import QUIET, tiny_overrides
 
 from empg.errors import CheckpointError
 from empg.train.checkpoint import latest_checkpoint, save_checkpoint
 from empg.train.config import load_config
 from empg.train.metrics import MetricsLogger, read_metrics
 from empg.train.trainer import Trainer, load_model
-
-QUIET = lambda *_: None
 
 
 def test_records_are_strict_json_all_the_way_down(tmp_path):

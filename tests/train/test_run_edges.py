@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from train_helpers import tiny_overrides, two_row_update_batch
+from train_helpers import QUIET, tiny_overrides, two_row_update_batch
 
 from empg.errors import CheckpointError, ConfigError, TrainingDivergedError
 from empg.models.default import load_policy
@@ -14,8 +14,6 @@ from empg.train.config import load_config
 from empg.train.metrics import read_metrics
 from empg.train.trainer import Trainer, evaluate_model
 from empg.train.update import ppo_update
-
-QUIET = lambda *_: None
 
 
 @pytest.mark.parametrize(

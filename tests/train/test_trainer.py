@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from train_helpers import tiny_overrides, two_row_update_batch
+from train_helpers import QUIET, tiny_overrides, two_row_update_batch
 
 from empg.agent.batch import Trajectory
 from empg.agent.generation import HFBackend
@@ -32,8 +32,6 @@ from empg.train.rollouts import collect_training_batch, groups_worth_training
 from empg.train.trainer import Trainer, load_model
 from empg.train.update import TrainingDivergedError, UpdateBatch, ppo_update, recompute_logprobs
 from reference import loop_empg
-
-QUIET = lambda *_: None
 
 
 def _weights(model) -> torch.Tensor:

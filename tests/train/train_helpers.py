@@ -5,6 +5,8 @@ from __future__ import annotations
 from empg.agent import format_response, render_prompt
 from empg.envs import make
 
+QUIET = lambda *_: None
+
 
 def household_texts() -> list[str]:
     """Prompts, expert responses and observations of a few household train episodes: a

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import sys
 from pathlib import Path
 
@@ -33,7 +34,11 @@ def run_train(args: argparse.Namespace) -> int:
     from empg.train.trainer import Trainer
 
     cfg = load_config(args.config, args.overrides)
-    result = Trainer(cfg, resume=args.resume).run()
+    try:
+        result = Trainer(cfg, resume=args.resume).run()
+    except KeyboardInterrupt:
+        print(interrupted_message(cfg.run_dir, args), file=sys.stderr)
+        return 130
     print()
     print(
         f"held-out success before -> after RL ({cfg.eval.episodes} tasks per split, "
@@ -45,6 +50,23 @@ def run_train(args: argparse.Namespace) -> int:
         print(f"  {split:14s} {100 * b:5.1f}% -> {100 * a:5.1f}%  ({100 * (a - b):+.1f} points)")
     print(f"run directory: {result.run_dir}")
     return 0
+
+
+def interrupted_message(run_dir: str, args: argparse.Namespace) -> str:
+    """What Ctrl-C during ``empg train`` leaves behind, and the command that continues it."""
+    from empg.train.checkpoint import latest_checkpoint
+
+    ckpt = latest_checkpoint(Path(run_dir))
+    again = ["empg train", "--resume"]
+    if args.config:
+        again += ["--config", shlex.quote(args.config)]
+    again += [shlex.quote(o) for o in args.overrides]
+    kept = (
+        f"{ckpt.name} is the last complete checkpoint (the iteration in progress is lost)"
+        if ckpt is not None
+        else "no iteration was checkpointed yet"
+    )
+    return f"empg train: interrupted; {kept}. Continue with:\n  {' '.join(again)}"
 
 
 def configure_eval(p: argparse.ArgumentParser) -> None:

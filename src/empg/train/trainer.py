@@ -39,6 +39,7 @@ from empg.train.checkpoint import (
     set_rng_state,
 )
 from empg.train.config import TrainConfig, config_to_dict
+from empg.train.lock import lock_run_dir, unlock_run_dir
 from empg.train.metrics import MetricsLogger, read_metrics
 from empg.train.rollouts import collect_training_batch, derived_seed, evaluate
 from empg.train.schema import from_dict
@@ -224,6 +225,15 @@ class Trainer:
         if cfg.threads > 0:
             torch.set_num_threads(cfg.threads)
         torch.manual_seed(cfg.seed)
+        self._lock = lock_run_dir(self.run_dir)  # before anything in run_dir is read or written
+        try:
+            self._setup(resume)
+        except BaseException:
+            unlock_run_dir(self._lock)
+            raise
+
+    def _setup(self, resume: bool) -> None:
+        cfg, log = self.cfg, self.log
         self.resume_from = latest_checkpoint(self.run_dir) if resume else None
         if resume and self.resume_from is None:
             log(f"[empg] --resume: no checkpoint in {self.run_dir}; starting from scratch")
@@ -468,6 +478,8 @@ class Trainer:
             with contextlib.suppress(Exception):  # the run's own error is the one to report
                 self.metrics.close(failed=True)
             raise
+        finally:
+            unlock_run_dir(self._lock)
 
     def _run(self) -> TrainResult:
         cfg = self.cfg

@@ -1,0 +1,71 @@
+"""One writer per run directory: a second ``empg train`` (or ``--resume``) aimed at a folder that
+a live process is training into would interleave its metrics and overwrite its checkpoints.
+
+The lock is an exclusive ``flock`` on ``<run_dir>/.lock``, which the operating system drops
+when the process ends however it ends (``kill -9`` included), so a crash never leaves a stale
+lock behind. The file holds the owner's process id, for the error message only. Within one
+process the lock is taken once per folder and counted: a library user may build several
+trainers for one folder in turn (train, then resume) without locking itself out, and the lock
+goes when the last of them releases it (or the process ends).
+Where ``fcntl`` does not exist (Windows) nothing is locked.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from empg.errors import ConfigError
+
+try:
+    import fcntl
+except ImportError:  # pragma: no cover - Windows
+    fcntl = None  # type: ignore[assignment]
+
+LOCK_NAME = ".lock"
+
+#: folders this process holds the lock of: resolved path -> [the open lock file, holders]
+_HELD: dict[Path, list] = {}
+
+
+def lock_run_dir(run_dir: str | os.PathLike[str]) -> Path:
+    """Take the run directory's lock (creating the folder) or raise :class:`ConfigError`
+    naming the process that holds it. Returns the resolved folder, the key for
+    :func:`unlock_run_dir`."""
+    folder = Path(run_dir).expanduser()
+    folder.mkdir(parents=True, exist_ok=True)
+    key = folder.resolve()
+    if fcntl is None:
+        return key
+    if key in _HELD:
+        _HELD[key][1] += 1
+        return key
+    f = open(key / LOCK_NAME, "a+")  # noqa: SIM115 - held open for the lock's lifetime
+    try:
+        fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        f.seek(0)
+        owner = f.read().strip() or "unknown"
+        f.close()
+        raise ConfigError(
+            f"{folder} is in use by another empg process (pid {owner}); wait for it to end, "
+            "or choose another run_dir"
+        ) from None
+    f.seek(0)
+    f.truncate()
+    f.write(f"{os.getpid()}\n")
+    f.flush()
+    _HELD[key] = [f, 1]
+    return key
+
+
+def unlock_run_dir(key: Path) -> None:
+    """Release one hold taken by :func:`lock_run_dir`; the last one unlocks (a no-op if this
+    process does not hold it). The file stays; an unlocked file means nothing."""
+    held = _HELD.get(key)
+    if held is None:
+        return
+    held[1] -= 1
+    if held[1] <= 0:
+        del _HELD[key]
+        held[0].close()

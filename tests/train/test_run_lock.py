@@ -1,0 +1,93 @@
+"""One process trains into a run directory at a time; Ctrl-C says how to continue."""
+
+from __future__ import annotations
+
+import os
+import shlex
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from train_helpers import QUIET, tiny_overrides
+
+from empg.errors import ConfigError
+from empg.train.config import load_config
+from empg.train.lock import lock_run_dir, unlock_run_dir
+from empg.train.trainer import Trainer
+
+SRC = str(Path(__file__).parents[2] / "src")
+
+
+def _env() -> dict[str, str]:
+    return dict(os.environ, PYTHONPATH=SRC)
+
+
+def _locks_elsewhere(folder: Path) -> bool:
+    """Whether another process can take the folder's lock right now."""
+    code = "import sys; from empg.train.lock import lock_run_dir; lock_run_dir(sys.argv[1])"
+    done = subprocess.run(
+        [sys.executable, "-c", code, str(folder)], env=_env(), capture_output=True, text=True
+    )
+    if done.returncode not in (0, 1) or (done.returncode and "in use by" not in done.stderr):
+        raise AssertionError(done.stderr)
+    return done.returncode == 0
+
+
+def test_a_live_run_dir_refuses_a_second_trainer_and_ctrl_c_says_how_to_resume(
+    tiny_policy_dir, tmp_path
+):
+    run = tmp_path / "live"
+    args = tiny_overrides(tiny_policy_dir, run, iterations=200)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "empg.cli", "train", *args],
+        env=_env(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.time() + 120
+        first = run / "checkpoints" / "iter_000001" / "trainer_state.json"
+        while time.time() < deadline and not first.exists() and proc.poll() is None:
+            time.sleep(0.05)
+        assert first.exists(), "training did not progress"
+        saved = (run / "config.json").read_bytes()
+        for resume in (False, True):
+            other = load_config(None, [*args, "seed=7"])
+            busy = rf"in use by another empg process \(pid {proc.pid}\)"
+            with pytest.raises(ConfigError, match=busy):
+                Trainer(other, resume=resume, log=QUIET)
+        assert (run / "config.json").read_bytes() == saved  # the live run's config is untouched
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err
+    assert "empg train: interrupted; iter_" in err and "is the last complete checkpoint" in err
+    assert f"Continue with:\n  empg train --resume {shlex.join(args)}" in err
+    assert _locks_elsewhere(run)  # Ctrl-C released the lock
+
+
+def test_the_lock_is_counted_within_a_process_and_released_by_run(tiny_policy_dir, tmp_path):
+    folder = tmp_path / "counted"
+    a, b = lock_run_dir(folder), lock_run_dir(folder)  # one process may hold it twice
+    assert a == b and (folder / ".lock").read_text().strip() == str(os.getpid())
+    unlock_run_dir(a)
+    assert not _locks_elsewhere(folder)  # one hold left
+    unlock_run_dir(b)
+    assert _locks_elsewhere(folder)
+
+    run = tmp_path / "run"
+    cfg = load_config(None, tiny_overrides(tiny_policy_dir, run, iterations=1))
+    trainer = Trainer(cfg, log=QUIET)
+    assert not _locks_elsewhere(run)
+    trainer.run()
+    assert _locks_elsewhere(run)
+    with pytest.raises(ConfigError, match="already holds a run"):  # a refused start unlocks
+        Trainer(cfg, log=QUIET)
+    assert _locks_elsewhere(run)
