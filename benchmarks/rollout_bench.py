@@ -5,11 +5,13 @@
 
 Plays ``--tasks`` household train tasks x ``--group`` episodes (the trainer's default prompt
 layout, T=0.7, 48-token cap, 20 turns) with the default policy (or ``--model``), alternating
-full prefills, prefix reuse (``prefix_cache=True``) and prefix reuse with the folded
-grouped-query attention (``empg.models.attention``) ``--repeats`` times with the same sampling
-seed, and prints each side's mean seconds, the speed-up over full prefills, the share of prompt
-tokens taken from the cache and whether all sides produced the same tokens. Then times
-``sample_next`` (inverse CDF) against ``torch.multinomial`` on a (64, vocab) batch.
+full prefills, prefix reuse (``prefix_cache=True``), prefix reuse with the folded grouped-query
+attention (``empg.models.attention``), and all that with KV caches that reserve room for the
+response (``empg.agent.kv_room``; the first three sides append with transformers' ``torch.cat``)
+``--repeats`` times with the same sampling seed, and prints each side's mean seconds, the
+speed-up over full prefills, the share of prompt tokens taken from the cache and whether all
+sides produced the same tokens. Then times ``sample_next`` (inverse CDF) against
+``torch.multinomial`` on a (64, vocab) batch.
 """
 
 from __future__ import annotations
@@ -41,23 +43,25 @@ def main() -> None:
 
     rollout_mod.PrefixCache = CountingCache
     sides = {
-        "full prefill": (False, False),
-        "prefix reuse": (True, False),
-        "prefix reuse + folded GQA attention": (True, True),
+        "full prefill": (False, False, False),
+        "prefix reuse": (True, False, False),
+        "prefix reuse + folded GQA attention": (True, True, False),
+        "... + KV room reserved (the default)": (True, True, True),
     }
     times: dict[str, list[float]] = {k: [] for k in sides}
     tokens: dict[str, list] = {}
     share = 0.0
 
-    def setup(reuse: bool, fold: bool):
+    def setup(reuse: bool, fold: bool, reserve: bool):
+        backend.reserve_kv = reserve
         model.set_attn_implementation("sdpa")
         if fold and not use_gqa_attention(model):
             raise SystemExit("the model has no grouped KV heads: the folded side would be sdpa")
         return dataclasses.replace(base, prefix_cache=reuse)
 
-    for reuse, fold in sides.values():  # untimed warm-up of every side, on one task
+    for side in sides.values():  # untimed warm-up of every side, on one task
         rollout_mod.collect_rollouts(
-            backend, seeds[:1], setup(reuse, fold), generator=torch.Generator().manual_seed(0)
+            backend, seeds[:1], setup(*side), generator=torch.Generator().manual_seed(0)
         )
     names = list(sides)
     for r in range(args.repeats):
@@ -69,7 +73,7 @@ def main() -> None:
             )
             times[name].append(time.perf_counter() - t0)
             tokens[name] = [s.response_ids.tolist() for s in b.steps]
-            if reuse:
+            if sides[name][0]:
                 c = caches[-1]
                 share = c.reused_tokens / max(1, c.reused_tokens + c.computed_tokens)
     model.set_attn_implementation("sdpa")

@@ -331,6 +331,9 @@ class HFBackend:
         self.stop_window = int(stop_window)
         #: prefix reuse needs plain (non-sliding) dynamic KV-cache layers; checked on first use
         self._prefix_supported = True
+        #: decode into KV caches with room reserved for the response (empg.agent.kv_room);
+        #: False appends with transformers' torch.cat (the same numbers, slower)
+        self.reserve_kv = True
         self._constraint: ActionConstraint | None = None
 
     @property
@@ -530,6 +533,10 @@ class HFBackend:
         cache = out.past_key_values
         if prefix_cache is not None and keys is not None:
             self._store_prompts(prompts, keys, cache, mask, prefix_cache)
+        if self.reserve_kv and cfg.max_new_tokens > 1:
+            from empg.agent.kv_room import reserve_kv_room
+
+            reserve_kv_room(cache, cfg.max_new_tokens - 1)
         logits = out.logits[:, -1, :]  # (B, V)
         next_pos = mask.sum(-1)  # (B,) position of each row's next token
         temp = cfg.temperature if cfg.temperature > 0 else 1.0
