@@ -91,3 +91,34 @@ def test_the_lock_is_counted_within_a_process_and_released_by_run(tiny_policy_di
     with pytest.raises(ConfigError, match="already holds a run"):  # a refused start unlocks
         Trainer(cfg, log=QUIET)
     assert _locks_elsewhere(run)
+
+
+def test_a_run_dir_under_home_is_locked_where_the_run_writes(
+    tiny_policy_dir, tmp_path, monkeypatch
+):
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.chdir(tmp_path)
+    over = [o for o in tiny_overrides(tiny_policy_dir, "x", iterations=0) if "run_dir" not in o]
+    trainer = Trainer(load_config(None, [*over, "run_dir=~/home-run"]), log=QUIET)
+    assert trainer.run_dir == tmp_path / "home-run"
+    assert not _locks_elsewhere(tmp_path / "home-run")
+    assert not (tmp_path / "~").exists()
+    trainer.run()
+    assert (tmp_path / "home-run" / "metrics.jsonl").is_file()
+    trainer.run_dir = tmp_path / "elsewhere"
+    trainer._unlock()  # a second release is a no-op
+    assert _locks_elsewhere(tmp_path / "home-run")
+
+
+def test_a_file_system_that_cannot_lock_warns_and_goes_on(tmp_path, monkeypatch):
+    import errno
+
+    import empg.train.lock as lock
+
+    def unsupported(fd, op):
+        raise OSError(errno.ENOLCK, "No locks available")
+
+    monkeypatch.setattr(lock.fcntl, "flock", unsupported)
+    with pytest.warns(RuntimeWarning, match="cannot lock .*No locks available"):
+        key = lock_run_dir(tmp_path / "nfs")
+    unlock_run_dir(key)  # nothing held: a no-op

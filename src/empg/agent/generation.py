@@ -295,6 +295,16 @@ class PrefixCache:
         self._store[key] = (list(ids), kv)
 
 
+def _reserve_room(cache: Any, tokens: int) -> None:
+    """Room in the prefilled cache for up to 128 more tokens (it grows past that if needed);
+    nothing on a transformers without cache layers (before 4.54)."""
+    try:
+        from empg.agent.kv_room import reserve_kv_room
+    except ImportError:  # pragma: no cover - older transformers
+        return
+    reserve_kv_room(cache, min(tokens, 128))
+
+
 class HFBackend:
     """Batched KV-cache sampling for any Hugging Face causal LM (see the module docstring).
 
@@ -534,9 +544,7 @@ class HFBackend:
         if prefix_cache is not None and keys is not None:
             self._store_prompts(prompts, keys, cache, mask, prefix_cache)
         if self.reserve_kv and cfg.max_new_tokens > 1:
-            from empg.agent.kv_room import reserve_kv_room
-
-            reserve_kv_room(cache, cfg.max_new_tokens - 1)
+            _reserve_room(cache, cfg.max_new_tokens - 1)
         logits = out.logits[:, -1, :]  # (B, V)
         next_pos = mask.sum(-1)  # (B,) position of each row's next token
         temp = cfg.temperature if cfg.temperature > 0 else 1.0

@@ -5,7 +5,8 @@ which copies the layer's whole cache every step: for the tiny CPU policy that is
 of a rollout's time (docs/benchmarks.md). :func:`reserve_kv_room` replaces the layers of a
 prefilled ``DynamicCache`` by :class:`RoomyLayer`, which keeps the same keys and values in a
 buffer with spare positions and writes each new step into place; attention reads a view of the
-filled part, so it sees the same numbers.
+filled part, so it sees the same numbers (the same bits on CPU, tested; on GPU attention may
+pick another kernel for the strided views).
 """
 
 from __future__ import annotations
@@ -42,8 +43,8 @@ class RoomyLayer(DynamicLayer):
         self, key_states: torch.Tensor, value_states: torch.Tensor, *args: Any, **kwargs: Any
     ) -> tuple[torch.Tensor, torch.Tensor]:
         m = key_states.shape[-2]
-        if self._n + m > self._k.shape[-2]:  # out of room: grow
-            more = max(m, 64)
+        if self._n + m > self._k.shape[-2]:  # out of room: grow by half the length at least
+            more = max(m, 64, self._n // 2)
             self._k, self._v = self._with_room(self._k, more), self._with_room(self._v, more)
         self._k[:, :, self._n : self._n + m] = key_states
         self._v[:, :, self._n : self._n + m] = value_states
@@ -75,7 +76,8 @@ def reserve_kv_room(cache: Any, extra: int) -> bool:
     Returns False, changing nothing, when a layer is not a filled plain ``DynamicLayer``
     (sliding windows, quantised or offloaded caches, an older transformers)."""
     layers = getattr(cache, "layers", None)
-    if not layers or any(type(x) is not DynamicLayer or not x.is_initialized for x in layers):
+    plain = (type(x) is DynamicLayer and getattr(x, "is_initialized", False) for x in layers or ())
+    if not layers or not all(plain):
         return False
     if getattr(cache, "offloading", False):
         return False

@@ -56,13 +56,13 @@ def interrupted_message(run_dir: str, args: argparse.Namespace) -> str:
     """What Ctrl-C during ``empg train`` leaves behind, and the command that continues it."""
     from empg.train.checkpoint import latest_checkpoint
 
-    ckpt = latest_checkpoint(Path(run_dir))
+    ckpt = latest_checkpoint(Path(run_dir).expanduser())
     again = ["empg train", "--resume"]
     if args.config:
         again += ["--config", shlex.quote(args.config)]
     again += [shlex.quote(o) for o in args.overrides]
     kept = (
-        f"{ckpt.name} is the last complete checkpoint (the iteration in progress is lost)"
+        f"{ckpt.name} is the last complete checkpoint (what ran after it is lost)"
         if ckpt is not None
         else "no iteration was checkpointed yet"
     )

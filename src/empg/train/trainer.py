@@ -219,18 +219,23 @@ class Trainer:
     ):
         self.cfg = cfg
         self.log = log
-        self.run_dir = Path(cfg.run_dir)
+        self.run_dir = Path(cfg.run_dir).expanduser()
         self.device = _device(cfg)
         _check_env(cfg, [cfg.env.train_split, *cfg.eval.splits])  # before a first-use build
         if cfg.threads > 0:
             torch.set_num_threads(cfg.threads)
         torch.manual_seed(cfg.seed)
-        self._lock = lock_run_dir(self.run_dir)  # before anything in run_dir is read or written
+        self._lock: Path | None = lock_run_dir(self.run_dir)  # before run_dir is read or written
         try:
             self._setup(resume)
         except BaseException:
-            unlock_run_dir(self._lock)
+            self._unlock()
             raise
+
+    def _unlock(self) -> None:
+        """Release this trainer's hold on the run_dir lock (once; later calls do nothing)."""
+        unlock_run_dir(self._lock)
+        self._lock = None
 
     def _setup(self, resume: bool) -> None:
         cfg, log = self.cfg, self.log
@@ -479,7 +484,7 @@ class Trainer:
                 self.metrics.close(failed=True)
             raise
         finally:
-            unlock_run_dir(self._lock)
+            self._unlock()
 
     def _run(self) -> TrainResult:
         cfg = self.cfg
