@@ -26,6 +26,12 @@ def _overrides(policy_dir, tmp_path) -> list[str]:
     ]
 
 
+def _one_seed_argv(policy_dir, tmp_path, out) -> list[str]:
+    """rl_gain arguments: training seed 0, one evaluation seed, one task, into ``out``."""
+    argv = ["--seeds", "0", "--eval-seeds", "3", "--episodes", "1", "--out", str(out)]
+    return argv + _overrides(policy_dir, tmp_path)
+
+
 def test_rl_gain_trains_each_seed_and_scores_every_policy_on_one_evaluation(
     tiny_policy_dir, tmp_path, capsys
 ):
@@ -130,8 +136,7 @@ def test_rl_gain_rejects_seed_and_run_dir_overrides(tmp_path):
 def test_rl_gain_resumes_a_run_that_was_cut_short(tiny_policy_dir, tmp_path):
     rl_gain = _script()
     out = tmp_path / "gain"
-    argv = ["--seeds", "0", "--eval-seeds", "3", "--episodes", "1", "--out", str(out)]
-    argv += _overrides(tiny_policy_dir, tmp_path)
+    argv = _one_seed_argv(tiny_policy_dir, tmp_path, out)
     rl_gain.main(argv)
     ckpts = out / "seed0" / "checkpoints"
     # as if killed during iteration 2: its checkpoint and the marker naming it are gone
@@ -149,8 +154,7 @@ def test_rl_gain_reads_a_config_file_and_keys_evaluations_by_its_content(tiny_po
     config = tmp_path / "run.yaml"
     config.write_text("env:\n  max_turns: 2\n")
     out = tmp_path / "gain"
-    argv = ["--config", str(config), "--seeds", "0", "--eval-seeds", "3", "--episodes", "1"]
-    argv += ["--out", str(out), *_overrides(tiny_policy_dir, tmp_path)]
+    argv = ["--config", str(config), *_one_seed_argv(tiny_policy_dir, tmp_path, out)]
     argv = [a for a in argv if not a.startswith("env.max_turns=")]
     rl_gain.main(argv)
     saved = json.loads((out / "seed0" / "config.json").read_text())
@@ -165,8 +169,7 @@ def test_rl_gain_reads_a_config_file_and_keys_evaluations_by_its_content(tiny_po
 def test_rl_gain_refuses_a_finished_run_of_other_settings(tiny_policy_dir, tmp_path):
     rl_gain = _script()
     out = tmp_path / "gain"
-    argv = ["--seeds", "0", "--eval-seeds", "3", "--episodes", "1", "--out", str(out)]
-    argv += _overrides(tiny_policy_dir, tmp_path)
+    argv = _one_seed_argv(tiny_policy_dir, tmp_path, out)
     rl_gain.main(argv)
     with pytest.raises(SystemExit, match=r"other settings \(\['optim'\]\)"):
         rl_gain.main([*argv, "optim.lr=0.5"])
