@@ -221,6 +221,65 @@ def test_light_task_needs_the_object_in_hand(seed):
     assert _run_expert(env, seed, "look_at_obj_in_light")
 
 
+@pytest.mark.parametrize("split", SPLITS)
+def test_lamp_searching_expert_goes_only_where_it_has_not_looked(split):
+    """With ``expert_search_lamp`` the light task's expert never walks to a lamp it has not seen:
+    object in hand, each ``go to`` is to an unvisited possible host until the lamp shows up in
+    an observation, then to the lamp; it wins every task, in at least as many steps as the
+    expert that knows the lamp's place (the default, unchanged)."""
+    env = HouseholdEnv(split=split, expert_search_lamp=True)
+    plain = HouseholdEnv(split=split)
+    longer = 0
+    for seed in range(40):
+        env.reset(seed=seed, options={"task_type": "look_at_obj_in_light"})
+        lamp = env.scene.task.lamp
+        host = next(o.location for o in env.scene.objects if o.id == lamp)
+        visited, lamp_seen, steps = set(), False, 0
+        while True:
+            action = env.expert_action()
+            if action.startswith("go to ") and env.state.held is not None:
+                place = action[len("go to ") :]
+                assert place == host if lamp_seen else place not in visited, (seed, action)
+            if action.startswith("use "):
+                assert lamp_seen and action == f"use {lamp}", (seed, action)
+            res = env.step(action)
+            steps += 1
+            if action.startswith(("go to ", "open ")):
+                visited.add(action.split(" ", 2)[-1] if action.startswith("go") else action[5:])
+            lamp_seen = lamp_seen or f"a {lamp}" in res.observation
+            if res.terminated or res.truncated:
+                break
+        assert res.info["won"], (split, seed)
+        plain.reset(seed=seed, options={"task_type": "look_at_obj_in_light"})
+        plain_steps = 0
+        while True:
+            plain_steps += 1
+            res = plain.step(plain.expert_action())
+            if res.terminated or res.truncated:
+                break
+        assert steps >= plain_steps, (seed, steps, plain_steps)
+        longer += steps > plain_steps
+    assert longer >= 5  # the search costs steps where the lamp was not seen (measured: 9-20 of 40)
+
+
+def test_lamp_search_changes_only_the_light_task():
+    for task_type in TASK_TYPES:
+        if task_type == "look_at_obj_in_light":
+            continue
+        a, b = HouseholdEnv(expert_search_lamp=True), HouseholdEnv()
+        for seed in range(5):
+            for env in (a, b):
+                env.reset(seed=seed, options={"task_type": task_type})
+            while True:
+                assert a.expert_action() == b.expert_action()
+                assert a.expert_thought() == b.expert_thought()
+                act = a.expert_action()
+                ra, rb = a.step(act), b.step(act)
+                assert ra.observation == rb.observation
+                if ra.terminated or ra.truncated:
+                    break
+
+
 def test_both_lamp_kinds_occur():
     env = HouseholdEnv(split="train")
     kinds = set()

@@ -34,9 +34,12 @@ class HouseholdEnv(TextEnv):
         split: str = "train",
         max_steps: int = 50,
         task_types: Sequence[str] | None = None,
+        expert_search_lamp: bool = False,
     ) -> None:
         """``task_types`` restricts the task mix: seed ``s`` plays ``task_types[s % n]`` (for
-        curricula and small CPU jobs); None keeps the benchmark's own mix."""
+        curricula and small CPU jobs); None keeps the benchmark's own mix.
+        ``expert_search_lamp``: the scripted expert (``expert_action``) searches for the light
+        task's lamp instead of taking its place from the true state; the game is the same."""
         super().__init__()
         self.split = check_split(split)
         if task_types is not None:
@@ -50,6 +53,7 @@ class HouseholdEnv(TextEnv):
         if not isinstance(max_steps, int) or isinstance(max_steps, bool) or max_steps < 1:
             raise ValueError(f"max_steps must be a positive int, got {max_steps!r}")
         self.max_steps = max_steps
+        self.expert_search_lamp = bool(expert_search_lamp)
         self._scene: Scene | None = None
         self._state: HouseholdState | None = None
         self._next_seed = 0
@@ -107,7 +111,7 @@ class HouseholdEnv(TextEnv):
         }
 
     def expert_action(self) -> str:
-        return expert_step(self.state)[0]
+        return expert_step(self.state, search_lamp=self.expert_search_lamp)[0]
 
     def expert_thought(self) -> str:
-        return expert_step(self.state)[1]
+        return expert_step(self.state, search_lamp=self.expert_search_lamp)[1]

@@ -5,28 +5,34 @@ object once it has seen it (``HouseholdState.seen``), and otherwise visits the r
 object kind belongs in (open surfaces first, then closed containers, each kind in scene order),
 opening closed ones. With the object in hand it cleans / heats / cools it at the first
 appliance of the right kind, goes to the target receptacle (opening it if needed) and puts it
-there; for the light task it takes the object to the lamp and turns the lamp on. The lamp's
-place is taken from the true state. If the agent holds an object the task does not need, the
-expert first puts it down.
+there; for the light task it takes the object to the lamp and turns the lamp on. By default the
+lamp's place is taken from the true state; with ``search_lamp`` the expert goes to it only once
+it has seen it, and otherwise visits, object in hand, the receptacles a lamp of that kind can
+stand in/on (scene order), as it does for objects. If the agent holds an object the task does
+not need, the expert first puts it down.
 """
 
 from __future__ import annotations
 
 from empg.envs.household.catalog import OBJECT_BY_NAME
 from empg.envs.household.engine import APPLIANCE, HELD, HouseholdState
+from empg.envs.household.scene import can_host_lamp
 
 _VERB = {"clean": "clean", "heat": "heat", "cool": "cool"}
 
 
-def expert_step(st: HouseholdState) -> tuple[str, str]:
-    """(action, thought) for the current state; the action is always admissible."""
+def expert_step(st: HouseholdState, *, search_lamp: bool = False) -> tuple[str, str]:
+    """(action, thought) for the current state; the action is always admissible.
+
+    ``search_lamp``: for the light task, look for the lamp instead of walking to where the true
+    state says it is (see the module docstring)."""
     task = st.scene.task
     held = st.held
     if held is not None and held not in st.task_objects:
         return _drop(st, held)
     if task.type == "look_at_obj_in_light":
         if held is not None:
-            return _to_lamp(st, held)
+            return _to_lamp(st, held, search_lamp)
         return _fetch(st, st.task_objects)
     goal = _goal_receptacle(st)
     if held is not None:
@@ -137,14 +143,32 @@ def _deliver(st: HouseholdState, o: int, goal: int) -> tuple[str, str]:
     return f"move {oid} to {gid}", f"I put the {oid} in the {gid}."
 
 
-def _to_lamp(st: HouseholdState, o: int) -> tuple[str, str]:
+def _to_lamp(st: HouseholdState, o: int, search: bool) -> tuple[str, str]:
     task = st.scene.task
     lamp = next(i for i in st.lamps if st.scene.objects[i].type == task.target_type)
-    lid, r = _oid(st, lamp), st.where[lamp]
-    step = _go_or(st, r, f"I have the {_oid(st, o)}; now I go to the {lid} at the {_rid(st, r)}.")
+    lid, r, oid = _oid(st, lamp), st.where[lamp], _oid(st, o)
+    if search and not st.seen[r]:
+        return _search_lamp(st, oid, task.target_type)
+    step = _go_or(st, r, f"I have the {oid}; now I go to the {lid} at the {_rid(st, r)}.")
     if step:
         return step
-    return f"use {lid}", f"I hold the {_oid(st, o)} by the {lid}; I turn the {lid} on."
+    return f"use {lid}", f"I hold the {oid} by the {lid}; I turn the {lid} on."
+
+
+def _search_lamp(st: HouseholdState, oid: str, kind: str) -> tuple[str, str]:
+    """Next step of the search for a lamp not seen yet: the first unseen receptacle (scene
+    order) that can hold one."""
+    for r, rec in enumerate(st.scene.receptacles):
+        if st.seen[r] or not can_host_lamp(kind, rec):
+            continue
+        step = _go_or(
+            st, r, f"I have the {oid}; I need to find a {kind}; the {_rid(st, r)} is unvisited."
+        )
+        if step:
+            return step
+        rid = _rid(st, r)
+        return f"open {rid}", f"The {rid} is closed; I open it to look for a {kind}."
+    raise AssertionError(f"no unseen receptacle can hold the {kind}, yet it was not seen")
 
 
 def _drop(st: HouseholdState, o: int) -> tuple[str, str]:

@@ -206,14 +206,18 @@ def _item(oid: str, kind: cat.ObjectKind, location: str) -> Item:
     )
 
 
+def can_host_lamp(lamp_kind: str, rec: Receptacle) -> bool:
+    """Whether a lamp of ``lamp_kind`` may stand in/on ``rec``: a desklamp on a desk, sidetable
+    or dresser, a floorlamp by any receptacle that does not open, garbage cans aside."""
+    if lamp_kind == "desklamp":
+        return rec.type in cat.DESKLAMP_HOSTS
+    return not rec.openable and rec.type != "garbagecan"
+
+
 def _place_lamp(
     rng: random.Random, lamp_kind: str, receps: list[Receptacle], numberer: _Numberer
 ) -> Item:
-    if lamp_kind == "desklamp":
-        hosts = [r for r in receps if r.type in cat.DESKLAMP_HOSTS]
-    else:
-        hosts = [r for r in receps if not r.openable and r.type != "garbagecan"]
-    host = rng.choice(hosts)
+    host = rng.choice([r for r in receps if can_host_lamp(lamp_kind, r)])
     return Item(
         id=numberer(lamp_kind),
         type=lamp_kind,
