@@ -56,6 +56,10 @@ def test_smoke_two_iterations(tiny_policy_dir, tmp_path):
         assert 0.0 <= r["rollout/noop_rate"] <= 1.0
     assert "eval/success_rate" in evals[0]
     assert any(k.endswith("/noop_rate") for k in evals[0])
+    for ev in evals:  # each task's outcome, in task order, behind the success rate
+        wins = ev["eval/valid_seen/wins"]
+        assert len(wins) == 2 and set(wins) <= {0, 1}
+        assert statistics.fmean(wins) == ev["eval/valid_seen/success_rate"]
     assert (tmp_path / "run" / "config.yaml").exists()
     assert (tmp_path / "run" / "plots" / "advantages.png").exists()
     assert latest_checkpoint(tmp_path / "run").name == "iter_000002"
@@ -695,6 +699,39 @@ def test_checkpoint_rng_state_includes_the_cuda_generators():
     first = torch.rand(4, device="cuda")
     set_rng_state(state)
     assert torch.equal(torch.rand(4, device="cuda"), first)
+
+
+def test_paired_standard_error_by_hand():
+    from empg.train.cli import paired_standard_error
+
+    # differences 0, +1, 0, -1: mean 0, sample variance 2/3, standard error sqrt(2/3) / 2
+    se = paired_standard_error([1, 0, 0, 1], [1, 1, 0, 0])
+    assert se == pytest.approx(math.sqrt(2 / 3) / 2, abs=1e-12)
+    assert paired_standard_error([0, 1, 1], [0, 1, 1]) == 0.0  # the same outcomes: no spread
+    # differences -1, +1: sample standard deviation sqrt(2), over sqrt(2) tasks
+    assert paired_standard_error([1, 0], [0, 1]) == pytest.approx(1.0, abs=1e-12)
+    for before, after in (([1, 0], [1]), (None, [1, 0]), ([1, 0], None), ([1], [0])):
+        assert paired_standard_error(before, after) is None
+
+
+def test_empg_train_prints_the_gain_with_its_paired_standard_error(
+    tiny_policy_dir, tmp_path, capsys
+):
+    from empg import cli
+    from empg.train.cli import paired_standard_error
+
+    run = tmp_path / "run"
+    argv = tiny_overrides(tiny_policy_dir, run, **{"eval.episodes": 4})
+    assert cli.main(["train", *argv]) == 0
+    out = capsys.readouterr().out
+    evals = [r for r in read_metrics(run / "metrics.jsonl") if r["kind"] == "eval"]
+    b, a = evals[0]["eval/valid_seen/wins"], evals[-1]["eval/valid_seen/wins"]
+    se = paired_standard_error(b, a)
+    diffs = [y - x for x, y in zip(b, a, strict=True)]
+    assert se == pytest.approx(statistics.stdev(diffs) / 2, abs=1e-12)
+    gain = 100 * (statistics.fmean(a) - statistics.fmean(b))
+    line = next(ln for ln in out.splitlines() if ln.strip().startswith("valid_seen"))
+    assert line.endswith(f"({gain:+.1f} points, standard error {100 * se:.1f})"), line
 
 
 def test_empg_eval_prints_json_on_stdout_and_progress_on_stderr(tiny_policy_dir, capsys):

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import shlex
+import statistics
 import sys
 from pathlib import Path
+from typing import Any
 
 from empg.train.config import TrainConfig
 from empg.train.schema import help_lines
@@ -47,9 +50,28 @@ def run_train(args: argparse.Namespace) -> int:
     for split in cfg.eval.splits:
         key = f"eval/{split}/success_rate"
         b, a = result.before.get(key, float("nan")), result.after.get(key, float("nan"))
-        print(f"  {split:14s} {100 * b:5.1f}% -> {100 * a:5.1f}%  ({100 * (a - b):+.1f} points)")
+        se = paired_standard_error(
+            result.before.get(f"eval/{split}/wins"), result.after.get(f"eval/{split}/wins")
+        )
+        spread = "" if se is None else f", standard error {100 * se:.1f}"
+        gain = f"{100 * (a - b):+.1f} points{spread}"
+        print(f"  {split:14s} {100 * b:5.1f}% -> {100 * a:5.1f}%  ({gain})")
     print(f"run directory: {result.run_dir}")
     return 0
+
+
+def paired_standard_error(before: Any, after: Any) -> float | None:
+    """Standard error of the change in success between two evaluations of the same tasks, from
+    the per-task outcomes (0/1 lists in task order): the sample standard deviation of the
+    per-task differences over the square root of their number. None when either list is
+    missing (an evaluation recorded before they were kept), their lengths differ or there are
+    fewer than two tasks."""
+    if not isinstance(before, list) or not isinstance(after, list):
+        return None
+    if len(before) != len(after) or len(before) < 2:
+        return None
+    diffs = [float(a) - float(b) for b, a in zip(before, after, strict=True)]
+    return statistics.stdev(diffs) / math.sqrt(len(diffs))
 
 
 def interrupted_message(run_dir: str, args: argparse.Namespace) -> str:

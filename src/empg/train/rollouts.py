@@ -188,7 +188,8 @@ def evaluate(
     backend, cfg: TrainConfig, iteration: int, log: Callable[[str], None] | None = None
 ) -> dict[str, Any]:
     """Success (overall and per task type), mean reward, mean steps and invalid-action rate on
-    the fixed held-out task list of every eval split (seeds 0..episodes-1, fixed sampling seed).
+    the fixed held-out task list of every eval split (seeds 0..episodes-1, fixed sampling seed),
+    and each task's outcome (``eval/<split>/wins``, 0/1 in task order, for paired comparisons).
     ``log`` gets a line per split as it finishes (with the time it took)."""
     out: dict[str, Any] = {"kind": "eval", "iteration": iteration}
     for i, split in enumerate(cfg.eval.splits):
@@ -209,6 +210,7 @@ def evaluate(
         out[f"{p}/steps_mean"] = float(np.mean([t.length for t in trajs]))
         out[f"{p}/invalid_rate"] = _step_share(trajs, "invalid_steps")
         out[f"{p}/noop_rate"] = _step_share(trajs, "noop_steps")
+        out[f"{p}/wins"] = [int(t.won) for t in sorted(trajs, key=lambda t: t.task_seed)]
         for tt, wins in sorted(by_type.items()):
             out[f"{p}/success/{tt}"] = float(np.mean(wins))
         if log is not None:
