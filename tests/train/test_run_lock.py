@@ -40,7 +40,9 @@ def test_a_live_run_dir_refuses_a_second_trainer_and_ctrl_c_says_how_to_resume(
     tiny_policy_dir, tmp_path
 ):
     run = tmp_path / "live"
-    args = tiny_overrides(tiny_policy_dir, run, iterations=200)
+    # more iterations than the test can see through (with hidden size 32 a few hundred take
+    # seconds, and a busy machine once let 200 finish before the Ctrl-C below): only SIGINT ends it
+    args = tiny_overrides(tiny_policy_dir, run, iterations=1_000_000)
     proc = subprocess.Popen(
         [sys.executable, "-m", "empg.cli", "train", *args],
         env=_env(),
