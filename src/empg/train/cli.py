@@ -23,7 +23,8 @@ def configure_train(p: argparse.ArgumentParser) -> None:
         "Train a ReAct agent with GRPO/DAPO (+EMPG). With no arguments: the household "
         "environment, the offline tiny policy, DAPO+EMPG, about 10 minutes on 2 CPU cores "
         "once the policy is cached (the first use builds it: 30 to 55 minutes more); prints "
-        "held-out success before and after RL. A new run needs an empty run_dir (default "
+        "held-out success before and after RL, with the standard error of each change. A new "
+        "run needs an empty run_dir (default "
         "runs/default): pass --resume to continue one, or run_dir=DIR."
     )
     p.epilog = EPILOG_HEAD + "\n" + "\n".join(help_lines(TrainConfig))
