@@ -112,6 +112,18 @@ def test_a_run_dir_under_home_is_locked_where_the_run_writes(
     assert _locks_elsewhere(tmp_path / "home-run")
 
 
+def test_lock_run_dir_itself_expands_the_home_folder(tmp_path, monkeypatch):
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.chdir(tmp_path)
+    key = lock_run_dir("~/runs/a")
+    try:
+        assert key == (tmp_path / "home" / "runs" / "a").resolve()
+        assert not (tmp_path / "~").exists()
+        assert not _locks_elsewhere(tmp_path / "home" / "runs" / "a")
+    finally:
+        unlock_run_dir(key)
+
+
 def test_a_file_system_that_cannot_lock_warns_and_goes_on(tmp_path, monkeypatch):
     import errno
 

@@ -38,8 +38,8 @@ _HELD: dict[Path, list] = {}
 def lock_run_dir(run_dir: str | os.PathLike[str]) -> Path:
     """Take the run directory's lock (creating the folder) or raise :class:`ConfigError`
     naming the process that holds it. Returns the resolved folder, the key for
-    :func:`unlock_run_dir`."""
-    folder = Path(run_dir)
+    :func:`unlock_run_dir`. A leading ``~`` is the user's home, as everywhere in empg."""
+    folder = Path(run_dir).expanduser()
     folder.mkdir(parents=True, exist_ok=True)
     key = folder.resolve()
     if fcntl is None:
