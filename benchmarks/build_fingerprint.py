@@ -5,7 +5,7 @@
 Runs the first ``--steps`` (default 20) SFT steps of the default household recipe three times,
 each in a fresh process: with the machine's own kernels; with torch's and MKL's AVX2 kernels
 forced (``ATEN_CPU_CAPABILITY=avx2 MKL_CBWR=AVX2``); and with the most portable ones, torch's
-unvectorised kernels and MKL's single SSE2 code path (``ATEN_CPU_CAPABILITY=default
+baseline kernels (no AVX) and MKL's single SSE2 code path (``ATEN_CPU_CAPABILITY=default
 MKL_CBWR=COMPATIBLE``). MKL honours ``MKL_CBWR=AVX2`` on Intel CPUs only and falls back to its
 automatic choice elsewhere, while ``COMPATIBLE`` is offered on every x86 CPU (Intel oneMKL
 developer reference, "Named Constants for CNR Control"), so the third mode is the one that may
