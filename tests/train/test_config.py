@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 
@@ -133,11 +135,33 @@ def test_rollout_restricted_logprobs_needs_constrained_actions():
         ("algo.adv_estimator=grpoo", "algo.adv_estimator"),
         ("rollout.max_resample_rounds=-1", "rollout.max_resample_rounds"),
         ("model.lora_alpha=0", "model.lora_alpha"),
+        # each of these once failed only after the model had loaded, or named no key
+        ("seed=-1", "seed"),
+        ("threads=-3", "threads"),
+        ("rollout.history=-1", "rollout.history"),
+        ("rollout.past_actions=-5", "rollout.past_actions"),
+        ("rollout.group_size=0", "rollout.group_size"),
+        ("model.chunk_size=-1", "model.chunk_size"),
+        ("optim.micro_batch_steps=0", "optim.micro_batch_steps"),
+        ("keep_checkpoints=0", "keep_checkpoints"),
+        ("checkpoint_every=0", "checkpoint_every"),
+        ("iterations=-1", "iterations"),
+        ("algo.empg.final_norm=max", "algo.empg.final_norm"),
+        ("algo.empg.eps=0", "algo.empg.eps"),
+        ("algo.empg.scale=1", "algo.empg.scale"),
     ],
 )
 def test_out_of_range_values_are_rejected_naming_the_key(override, key):
-    with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
+    # the message starts with the full key, not a shorter spelling of it
+    with pytest.raises(ConfigError, match=rf"^{re.escape(key)}\b(?!\.)"):
         load_config(None, [override])
+
+
+def test_the_verl_section_names_its_own_path():
+    from empg.integrations.verl.config import empg_config_from
+
+    with pytest.raises(ConfigError, match=r"^algorithm\.empg\.final_norm must be one of"):
+        empg_config_from({"empg": {"final_norm": "max"}})
 
 
 def test_an_unknown_estimator_is_rejected_when_the_config_loads_with_a_suggestion():
@@ -173,3 +197,13 @@ def test_a_malformed_config_file_is_a_config_error(tmp_path):
     bad.write_bytes(b"seed: \xff\xfe\n")
     with pytest.raises(ConfigError, match="cannot read config file"):
         load_config(str(bad), [])
+
+
+def test_a_yaml_syntax_error_is_one_line_and_a_folder_is_not_a_config_file(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("iterations: [1\n")
+    with pytest.raises(ConfigError) as info:
+        load_config(str(bad), [])
+    assert "\n" not in str(info.value) and "line 1" in str(info.value)
+    with pytest.raises(ConfigError, match="is a folder, not a file"):
+        load_config(str(tmp_path), [])

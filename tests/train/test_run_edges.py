@@ -49,6 +49,34 @@ def test_an_unreadable_saved_config_is_named_on_resume(tiny_policy_dir, tmp_path
         Trainer(cfg, resume=True, log=QUIET)
 
 
+def test_resume_damage_of_another_shape_is_a_checkpoint_error(tiny_policy_dir, tmp_path):
+    # valid JSON that is not a config object; an optimizer file holding a list
+    cfg = load_config(None, tiny_overrides(tiny_policy_dir, tmp_path, iterations=1))
+    Trainer(cfg, log=QUIET).run()
+    saved = (tmp_path / "config.json").read_text()
+    (tmp_path / "config.json").write_text("null")
+    with pytest.raises(CheckpointError, match=r"config\.json: it holds a JSON NoneType"):
+        Trainer(cfg, resume=True, log=QUIET)
+    (tmp_path / "config.json").write_text(saved)
+    torch.save([1, 2], tmp_path / "checkpoints" / "iter_000001" / "optimizer.pt")
+    with pytest.raises(CheckpointError, match=r"optimizer\.pt"):
+        Trainer(cfg, resume=True, log=QUIET)
+
+
+def test_resume_with_fewer_iterations_than_done_is_refused_and_changes_nothing(
+    tiny_policy_dir, tmp_path
+):
+    cfg = load_config(None, tiny_overrides(tiny_policy_dir, tmp_path, iterations=2))
+    Trainer(cfg, log=QUIET).run()
+    before = (tmp_path / "config.json").read_text()
+    fewer = load_config(None, tiny_overrides(tiny_policy_dir, tmp_path, iterations=1))
+    with pytest.raises(ConfigError, match=r"has done 2 iterations; iterations=1"):
+        Trainer(fewer, resume=True, log=QUIET)
+    assert (tmp_path / "config.json").read_text() == before
+    # the same number is allowed: nothing left to do
+    assert Trainer(cfg, resume=True, log=QUIET).run().iterations_done == 2
+
+
 def test_zero_iterations_evaluates_once(tiny_policy_dir, tmp_path):
     cfg = load_config(None, tiny_overrides(tiny_policy_dir, tmp_path, iterations=0))
     result = Trainer(cfg, log=QUIET).run()

@@ -60,19 +60,16 @@ class EMPGConfig:
     """added to the entropy range and to the std"""
 
     def __post_init__(self) -> None:
-        for name in ("enable", "scale", "bonus"):
-            if not isinstance(getattr(self, name), bool):
-                raise ConfigError(f"empg.{name} must be a bool, got {getattr(self, name)!r}")
-        if self.final_norm not in FINAL_NORMS:
-            raise ConfigError(
-                f"empg.final_norm must be one of {FINAL_NORMS}, got {self.final_norm!r}"
-            )
+        # messages start with the field's name; a config section prefixes its path
+        # (``algo.empg.final_norm must be ...``, empg.train.schema.from_dict)
+        if not isinstance(self.enable, bool):
+            raise ConfigError(f"enable must be a bool, got {self.enable!r}")
         try:
             _check_knobs(
                 self.k, self.k_future, self.zeta, self.scale, self.bonus, self.final_norm, self.eps
             )
         except InputError as e:
-            raise ConfigError(f"empg: {e}") from e
+            raise ConfigError(str(e)) from e
 
     def knobs(self) -> dict[str, Any]:
         """Keyword arguments for :func:`modulate_advantages` / :func:`modulate_token_advantages`."""

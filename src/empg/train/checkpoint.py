@@ -149,6 +149,14 @@ def load_optimizer(path: Path, optimizer, scheduler) -> None:
         blob = torch.load(Path(path) / "optimizer.pt", map_location="cpu", weights_only=True)
         optimizer.load_state_dict(blob["optimizer"])
         scheduler.load_state_dict(blob["scheduler"])
-    except (OSError, EOFError, RuntimeError, ValueError, KeyError, pickle.UnpicklingError) as e:
-        # unreadable, truncated, or another model's optimizer state
+    except (
+        OSError,
+        EOFError,
+        RuntimeError,
+        ValueError,
+        KeyError,
+        TypeError,
+        IndexError,
+        pickle.UnpicklingError,
+    ) as e:  # unreadable, truncated, not the saved layout, or another model's optimizer state
         raise CheckpointError(f"cannot load {path}/optimizer.pt: {type(e).__name__}: {e}") from e

@@ -46,8 +46,9 @@ class ModelConfig:
     def __post_init__(self) -> None:
         if self.dtype not in ("auto", "float32", "bfloat16"):
             raise ConfigError(f"model.dtype must be auto, float32 or bfloat16, got {self.dtype!r}")
-        if self.lora_rank < 0 or self.chunk_size < 0:
-            raise ConfigError("model.lora_rank and model.chunk_size must be >= 0")
+        for name in ("lora_rank", "chunk_size"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"model.{name} must be >= 0, got {getattr(self, name)}")
         if self.lora_alpha <= 0:  # 0 scales the adapter's output, and its gradients, to 0
             raise ConfigError(f"model.lora_alpha must be > 0, got {self.lora_alpha}")
 
@@ -128,18 +129,18 @@ class RolloutSettings:
     (the same tokens, fewer to run; one prompt's cache per live episode in memory)"""
 
     def __post_init__(self) -> None:
-        if self.tasks_per_batch < 1 or self.group_size < 1 or self.max_new_tokens < 1:
-            raise ConfigError("rollout.tasks_per_batch, group_size, max_new_tokens must be >= 1")
+        for name in ("tasks_per_batch", "group_size", "max_new_tokens"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"rollout.{name} must be >= 1, got {getattr(self, name)}")
         if self.temperature < 0 or not 0 < self.top_p <= 1:
             raise ConfigError("rollout.temperature must be >= 0 and 0 < rollout.top_p <= 1")
         if self.restricted_logprobs and not self.constrain_actions:
             raise ConfigError("rollout.restricted_logprobs needs rollout.constrain_actions=true")
         if self.outcome not in OUTCOMES:
             raise ConfigError(f"rollout.outcome must be one of {OUTCOMES}, got {self.outcome!r}")
-        if self.max_resample_rounds < 0:
-            raise ConfigError(
-                f"rollout.max_resample_rounds must be >= 0, got {self.max_resample_rounds}"
-            )
+        for name in ("history", "past_actions", "max_resample_rounds"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"rollout.{name} must be >= 0, got {getattr(self, name)}")
 
 
 #: what DAPO's dynamic sampling may compare within a group (AlgoConfig.filter_metric)
@@ -228,8 +229,9 @@ class OptimConfig:
     def __post_init__(self) -> None:
         if self.schedule not in ("constant", "cosine"):
             raise ConfigError(f"optim.schedule must be constant or cosine, got {self.schedule!r}")
-        if self.ppo_epochs < 1 or self.mini_batch_steps < 1 or self.micro_batch_steps < 1:
-            raise ConfigError("optim.ppo_epochs, mini_batch_steps, micro_batch_steps must be >= 1")
+        for name in ("ppo_epochs", "mini_batch_steps", "micro_batch_steps"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"optim.{name} must be >= 1, got {getattr(self, name)}")
         for name in ("lr", "weight_decay", "grad_clip", "warmup_iters"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"optim.{name} must be >= 0, got {getattr(self, name)}")
@@ -294,8 +296,15 @@ class TrainConfig:
     """evaluation"""
 
     def __post_init__(self) -> None:
-        if self.iterations < 0 or self.checkpoint_every < 1 or self.keep_checkpoints < 1:
-            raise ConfigError("iterations >= 0, checkpoint_every >= 1, keep_checkpoints >= 1")
+        for name, least in (
+            ("iterations", 0),
+            ("seed", 0),
+            ("threads", 0),
+            ("checkpoint_every", 1),
+            ("keep_checkpoints", 1),
+        ):
+            if getattr(self, name) < least:
+                raise ConfigError(f"{name} must be >= {least}, got {getattr(self, name)}")
         if self.device not in ("auto", "cpu", "cuda"):
             raise ConfigError(f"device must be auto, cpu or cuda, got {self.device!r}")
 
@@ -312,11 +321,13 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
 
         p = Path(path)
         if not p.is_file():
-            raise ConfigError(f"config file {str(p)!r} does not exist")
+            what = "is a folder, not a file" if p.is_dir() else "does not exist"
+            raise ConfigError(f"config file {str(p)!r} {what}")
         try:
             loaded = yaml.safe_load(p.read_text(encoding="utf-8"))
         except (yaml.YAMLError, UnicodeDecodeError, OSError) as e:
-            raise ConfigError(f"cannot read config file {str(p)!r}: {e}") from e
+            detail = " ".join(str(e).split())  # YAML's messages span lines; errors print as one
+            raise ConfigError(f"cannot read config file {str(p)!r}: {detail}") from e
         if loaded is not None and not isinstance(loaded, dict):
             raise ConfigError(f"{p}: the top level must be a mapping")
         data = loaded or {}

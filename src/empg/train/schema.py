@@ -132,10 +132,22 @@ def from_dict(cls: type, data: dict[str, Any], prefix: str = "") -> Any:
         kwargs[key] = _coerce(value, hints[key], prefix + key)
     try:
         return cls(**kwargs)
-    except ConfigError:
-        raise
+    except ConfigError as e:
+        raise ConfigError(_in_section(str(e), prefix, names)) from e
     except TypeError as e:  # pragma: no cover - dataclass signature errors
         raise ConfigError(f"{prefix or cls.__name__}: {e}") from None
+
+
+def _in_section(message: str, prefix: str, names: list[str]) -> str:
+    """A section's own check message with the section's dotted path: one that starts with a
+    field's bare name gets the full key (``final_norm must ...`` in ``algo.empg.`` becomes
+    ``algo.empg.final_norm must ...``); one that names no key of the section is prefixed by it."""
+    if not prefix or message.startswith(prefix):
+        return message
+    head = re.match(r"[A-Za-z_]\w*", message)
+    if head and head.group() in names and not message[head.end() :].startswith("."):
+        return prefix + message
+    return f"{prefix[:-1]}: {message}"
 
 
 def to_dict(obj: Any) -> Any:

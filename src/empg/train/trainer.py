@@ -145,6 +145,7 @@ def evaluate_model(
     if cfg.threads > 0:
         torch.set_num_threads(cfg.threads)
     device = _device(cfg)
+    _quiet_transformers()  # its weight-loading bar, as in training; empg logs its own progress
     model, tokenizer = load_model(cfg, path, log=log)  # a first-use build reports progress
     model.to(device).eval()
     with autocast_for(device, cfg.model.dtype):
@@ -300,6 +301,13 @@ class Trainer:
         self.run_dir.mkdir(parents=True, exist_ok=True)
         saved = self.run_dir / "config.json"
         mine = config_to_dict(self.cfg)
+        if self.resume_from is not None:
+            done = int(load_trainer_state(self.resume_from)["iteration"])
+            if self.cfg.iterations < done:  # refused before config.json says otherwise
+                raise ConfigError(
+                    f"--resume: {self.run_dir} has done {done} iterations; iterations="
+                    f"{self.cfg.iterations} cannot undo them (pass iterations >= {done})"
+                )
         if self.resume_from is not None and saved.exists():
             old = saved_config(self.run_dir)
             diff = config_differences(old, self.cfg)
@@ -558,9 +566,14 @@ def saved_config(run_dir: str | Path) -> dict[str, Any]:
     defaults); a :class:`CheckpointError` names the file when it cannot be read."""
     saved = Path(run_dir) / "config.json"
     try:
-        return _with_defaults(json.loads(saved.read_text()))
+        loaded = json.loads(saved.read_text())
     except (OSError, ValueError) as e:
         raise CheckpointError(f"cannot read {saved}: {e}") from e
+    if not isinstance(loaded, dict):
+        raise CheckpointError(
+            f"cannot read {saved}: it holds a JSON {type(loaded).__name__}, not a config object"
+        )
+    return _with_defaults(loaded)
 
 
 #: fields a resumed run may change: ``iterations``, and ``run_dir`` (the folder being resumed is

@@ -42,10 +42,7 @@ class VerlEMPGConfig(EMPGConfig):
     defaults as the trainer's ``algo.empg``), with verl-specific refusals."""
 
     def __post_init__(self) -> None:
-        try:
-            super().__post_init__()
-        except ConfigError as e:
-            raise ConfigError(f"algorithm.{e}") from e
+        super().__post_init__()  # from_dict names the key: algorithm.empg.<field> must ...
         if self.enable and not (self.scale or self.bonus):
             raise ConfigError(
                 "algorithm.empg.scale and algorithm.empg.bonus are both False: EMPG would only "
