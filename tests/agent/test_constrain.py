@@ -89,6 +89,29 @@ def test_state_finds_the_opening_tag_across_tokens():
     assert st.allowed(C) is None
 
 
+@pytest.mark.parametrize(
+    "pieces, opened",
+    [
+        (["<think>use <act", "ion>"], False),  # inside a thought still open
+        (["<think>use <action>", " tags</think>"], False),  # inside a thought that closed
+        (["<think>use <action>", " tags</think>", "<act", "ion>"], True),  # the real one
+        (["<think>a</think><act", "ion>"], True),
+        (["<think>x <action></think><think>y</think><action>"], True),
+        (["<action>"], True),  # no thought at all (require_think=False responses)
+    ],
+)
+def test_an_action_tag_inside_a_thought_does_not_open_the_block(pieces, opened):
+    # the parser reads such a tag as part of the thought; the constraint must agree
+    st = ConstraintState(ACTIONS)
+    for t in pieces:
+        st.advance(C, t)
+    assert st.written == ("" if opened else None)
+    assert (st.allowed(C) == ids("go", "g")) if opened else (st.allowed(C) is None)
+    if opened:
+        text = "".join(pieces) + "go to cabinet 1</action>"
+        assert parse_response(text, require_think=False).action == "go to cabinet 1"
+
+
 def test_tokenizer_table_skips_ids_and_pads_the_vocabulary(tokenizer):
     eos = tokenizer.eos_token_id
     c = ActionConstraint.from_tokenizer(tokenizer, len(tokenizer) + 5, skip_ids=[eos])

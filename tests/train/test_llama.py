@@ -96,6 +96,43 @@ def test_sequence_layout_closes_each_turn_and_holds_one_bos(llama_dir):
     assert boundaries > 0  # the random policy's episodes run several turns
 
 
+def test_a_response_that_ended_with_eos_is_not_closed_twice_in_the_sequence_layout(llama_dir):
+    """A response whose last token is the template's turn end (finish_reason "eos") already
+    closed its turn: the environment turn after it starts with the user header, not a second
+    EOT; after a response cut by a stop string or the length cap the template's EOT comes."""
+    import dataclasses
+
+    model, tok = load_model(load_config(None, [f"model.path={llama_dir}"]))
+    backend = HFBackend(model, tok)
+    eot = tok.convert_tokens_to_ids(EOT3)
+    assert tok.eos_token == EOT3  # the token the chat template closes an assistant turn with
+    cfg = RolloutConfig(
+        env_name="household",
+        env_kwargs={"split": "train"},
+        group_size=1,
+        max_turns=3,
+        generation=GenerationConfig(max_new_tokens=6, seed=0),
+    )
+    batch = collect_rollouts(backend, [0], cfg)
+    rows = batch.rows_of(0)
+    assert len(rows) >= 2
+    closed = torch.cat([rows[0].response_ids, torch.tensor([eot])])
+    first = dataclasses.replace(
+        rows[0], response_ids=closed, logprobs=torch.zeros(len(closed)),
+        entropies=torch.zeros(len(closed)), finish_reason="eos",
+    )  # fmt: skip
+    cut = dataclasses.replace(rows[0], finish_reason="length")
+    for head, expect_eot in ((first, False), (cut, True)):
+        batch.steps = [head, *rows[1:]]
+        seq = batch.to_sequences()
+        ids = seq.response_ids[0][seq.attention_mask[0].bool()].tolist()
+        n = len(head.response_ids)
+        assert ids[:n] == head.response_ids.tolist()
+        assert (ids[n] == eot) == expect_eot  # exactly one EOT closes the first turn
+        user_turn = tok.decode(ids[n + int(expect_eot) : n + int(expect_eot) + 8])
+        assert user_turn.startswith("<|start_header_id|>user")
+
+
 def test_generation_records_what_one_full_forward_computes(llama_dir):
     model, tok = load_model(load_config(None, [f"model.path={llama_dir}"]))
     backend = HFBackend(model, tok)

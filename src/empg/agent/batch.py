@@ -191,8 +191,9 @@ class RolloutBatch:
     """one summary per episode"""
     pad_token_id: int
     """pad id used by the tensor layouts"""
-    env_turn_ids: Callable[[str], list[int]] | None = None
-    """observation -> token ids placed between two responses in :meth:`to_sequences`"""
+    env_turn_ids: Callable[[str, bool], list[int]] | None = None
+    """(observation, the previous response ended with EOS) -> token ids placed between two
+    responses in :meth:`to_sequences`"""
 
     def rows_of(self, traj_id: int) -> list[StepRow]:
         """Steps of one trajectory, in turn order."""
@@ -230,7 +231,8 @@ class RolloutBatch:
         """One row per trajectory with at least one step (see :class:`Sequences`).
 
         Between response ``t`` and ``t+1`` come the tokens of step ``t+1``'s observation, as
-        rendered by ``env_turn_ids`` (mask 0). The recorded log-probs were computed under the
+        rendered by ``env_turn_ids`` (mask 0; without the turn-closing token when response ``t``
+        ended with EOS, which wrote it). The recorded log-probs were computed under the
         per-step prompts (history window), not under this concatenated context: an engine that
         recomputes log-probs over the sequence gets different numbers. Step entropies and the
         step structure are the same in both layouts.
@@ -247,7 +249,9 @@ class RolloutBatch:
             parts_i, parts_m, parts_l, parts_e = [], [], [], []
             for j, r in enumerate(rows):
                 if j > 0:
-                    env = torch.as_tensor(self.env_turn_ids(r.observation), dtype=torch.long)
+                    after_eos = rows[j - 1].finish_reason == "eos"  # it closed its own turn
+                    turn = self.env_turn_ids(r.observation, after_eos)
+                    env = torch.as_tensor(turn, dtype=torch.long)
                     if env.numel() == 0:
                         raise InputError("env_turn_ids returned no tokens; turns would merge")
                     parts_i.append(env)

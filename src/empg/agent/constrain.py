@@ -6,8 +6,11 @@ the environment's admissible actions.
     c = ActionConstraint.from_tokenizer(tokenizer)
     c.allowed("take ap", ["take apple 1 from countertop 1", "go to fridge 1"])  # token ids
 
-While a response is being sampled, everything up to the opening tag is free. Once the decoded
-continuation contains ``open_tag``, the text after it is the action written so far, and the next
+While a response is being sampled, everything up to the opening tag is free, and so is an
+opening tag written inside a ``<think>`` block (open, or closed after it), which
+:func:`empg.agent.parsing.parse_response` reads as part of the thought. Once the decoded
+continuation contains ``open_tag`` outside a thought, the text after it is the action written
+so far, and the next
 token must keep ``written + token`` a prefix of ``action + close_tag`` for some allowed action;
 every other token's logit is masked before sampling. The response then ends on the close tag
 (the backend's stop string). Where no token continues any allowed action (an action with
@@ -49,6 +52,8 @@ class ActionConstraint:
         token_texts: the text of every token id (index = id); empty texts are never allowed
             (EOS, padding and ids the tokenizer lacks).
         open_tag / close_tag: the action block's tags.
+        think_tags: the thought block's opening and closing tags; an action tag inside a thought
+            does not open the action block.
     """
 
     def __init__(
@@ -57,11 +62,13 @@ class ActionConstraint:
         *,
         open_tag: str = "<action>",
         close_tag: str = "</action>",
+        think_tags: tuple[str, str] = ("<think>", "</think>"),
     ) -> None:
-        if not open_tag or not close_tag:
-            raise InputError("open_tag and close_tag must be non-empty strings")
+        if not open_tag or not close_tag or not all(think_tags) or len(think_tags) != 2:
+            raise InputError("open_tag, close_tag and both think_tags must be non-empty strings")
         self.open_tag = open_tag
         self.close_tag = close_tag
+        self.think_tags = tuple(think_tags)
         self.token_texts = list(token_texts)
         self._by_text: dict[str, list[int]] = {}
         for tid, text in enumerate(self.token_texts):
@@ -102,10 +109,21 @@ class ActionConstraint:
         return len(self.token_texts)
 
     def action_prefix(self, text: str) -> str | None:
-        """The action written so far in a response ``text`` (the text after the last opening
-        tag), or None while no opening tag has been written."""
-        at = text.rfind(self.open_tag)
-        return None if at < 0 else text[at + len(self.open_tag) :]
+        """The action written so far in a response ``text`` (the text after the first opening
+        tag outside a thought), or None while no such tag has been written."""
+        think_open, think_close = self.think_tags
+        start = 0
+        while True:
+            at = text.find(self.open_tag, start)
+            if at < 0:
+                return None
+            thought = text.find(think_open, start, at)
+            if thought < 0:
+                return text[at + len(self.open_tag) :]
+            closed = text.find(think_close, thought + len(think_open))
+            if closed < 0:  # still inside a thought: its "<action>" is text
+                return None
+            start = closed + len(think_close)
 
     def allowed(self, written: str, actions: Sequence[str]) -> list[int]:
         """Sorted ids of the tokens that keep ``written + token`` a prefix of some
@@ -143,11 +161,11 @@ class ActionConstraint:
 class ConstraintState:
     """One response's progress through its action block while it is sampled."""
 
-    __slots__ = ("actions", "tail", "written")
+    __slots__ = ("actions", "text", "written")
 
     def __init__(self, actions: Sequence[str]) -> None:
         self.actions = list(actions)
-        self.tail = ""  # text since the response started, until the opening tag appears
+        self.text = ""  # the response so far, until its action block opens
         self.written: str | None = None  # action text after the opening tag
 
     def advance(self, constraint: ActionConstraint, token_text: str) -> None:
@@ -155,13 +173,10 @@ class ConstraintState:
         if self.written is not None:
             self.written += token_text
             return
-        self.tail += token_text
-        prefix = constraint.action_prefix(self.tail)
+        self.text += token_text  # whole: whether a tag sits inside a thought needs all of it
+        prefix = constraint.action_prefix(self.text)
         if prefix is not None:
-            self.written = prefix
-        else:  # keep only what could still be the start of the tag
-            keep = len(constraint.open_tag) - 1
-            self.tail = self.tail[max(0, len(self.tail) - keep) :] if keep else ""
+            self.written, self.text = prefix, ""
 
     def allowed(self, constraint: ActionConstraint) -> list[int] | None:
         """Allowed next ids, or None when this step is free (outside the block, or nothing fits)."""

@@ -100,7 +100,7 @@ class Generation:
         logprobs: ``(T,)`` float32, log-prob of each token under ``softmax(logits / temp)``.
         entropies: ``(T,)`` float32, entropy (nats) of that distribution.
         finish_reason: ``"stop"``, ``"eos"`` or ``"length"``.
-        text: the decoded response (special tokens skipped).
+        text: the decoded response (without EOS and padding; other special tokens kept).
         allowed: with action-constrained decoding, per token the sorted ids it was sampled
             among (None for a free token); None for an unconstrained call.
     """

@@ -142,18 +142,21 @@ class _Episode:
     noops: int = 0
 
 
-def env_turn_ids(backend: GenerationBackend, observation: str) -> list[int]:
+def env_turn_ids(
+    backend: GenerationBackend, observation: str, after_eos: bool = False
+) -> list[int]:
     """Tokens of the environment's turn between two responses (sequence layout): a user message
     holding the observation. With a chat template, what :func:`between_turns_text` finds
     the template writes after an assistant message: the end of the assistant's turn (e.g.
-    Llama 3's ``<|eot_id|>``), the user turn, the next assistant header; never a second BOS
-    or a repeated default system message. Without one, :func:`render_prompt`'s plain layout
-    of the user message."""
+    Llama 3's ``<|eot_id|>``; left out when ``after_eos``, the previous response having
+    written it), the user turn, the next assistant header; never a second BOS or a repeated
+    default system message. Without one, :func:`render_prompt`'s plain layout of the user
+    message."""
     msg = {"role": "user", "content": f"Observation: {observation}"}
     tok = backend.tokenizer
     if tok is not None and getattr(tok, "chat_template", None):
         task = [{"role": "user", "content": "Task."}]
-        return backend.encode(between_turns_text(tok, task, msg, response_ended_with_eos=False))
+        return backend.encode(between_turns_text(tok, task, msg, response_ended_with_eos=after_eos))
     return backend.encode(render_prompt([msg], tok))
 
 
