@@ -171,6 +171,50 @@ def test_dead_worker_process_is_replaced():
         assert again[1].observation == "seed 4 t 0"
 
 
+class SpawningResetEnv(CountEnv):
+    """Its reset starts a child process (as TextWorld's reset runs tw-make), writes the
+    child's pid to ``pid_file`` and waits for it far past any timeout."""
+
+    def __init__(self, pid_file: str) -> None:
+        super().__init__()
+        self.pid_file = pid_file
+
+    def _reset(self, *, seed, options):
+        import subprocess
+        import sys
+
+        child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+        with open(self.pid_file, "w") as f:
+            f.write(str(child.pid))
+        child.wait()
+        return super()._reset(seed=seed, options=options)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    # a killed child not yet reaped by its (killed) parent is a zombie: gone in all but name
+    with open(f"/proc/{pid}/stat") as f:
+        return f.read().split(") ", 1)[1][0] != "Z"
+
+
+@pytest.mark.skipif(not hasattr(os, "killpg"), reason="process groups are POSIX")
+def test_a_timed_out_process_worker_takes_its_own_child_processes_with_it(tmp_path):
+    pid_file = tmp_path / "child.pid"
+    with EnvPool(
+        [functools.partial(SpawningResetEnv, str(pid_file))], backend="process", reset_timeout=1.0
+    ) as pool:
+        res = pool.reset_all(seeds=[0])[0]
+        assert res.terminated and res.info["error"] == "timeout after 1 s"
+    child = int(pid_file.read_text())
+    deadline = time.monotonic() + 5.0
+    while _alive(child) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not _alive(child), "the hung worker's child process outlived it"
+
+
 def test_from_name_uses_the_registry():
     with EnvPool.from_name("_test_pool_count", 3, length=1) as pool:
         res = pool.reset_all(seeds=[0, 1, 2])

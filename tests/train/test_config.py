@@ -57,6 +57,14 @@ def test_rollout_prompt_fields_reach_the_prompt_config():
     )
 
 
+def test_rollout_pool_backend_reaches_the_rollout_config():
+    cfg = load_config(None, ["rollout.pool_backend=process"])
+    assert rollout_config(cfg, "train", temperature=1.0, group_size=2).pool_backend == "process"
+    assert rollout_config(load_config(), "train", temperature=1.0, group_size=2).pool_backend == (
+        "thread"
+    )
+
+
 def test_rollout_noop_penalty_reaches_the_rollout_config():
     assert rollout_config(load_config(), "train", temperature=1.0, group_size=2).noop_penalty == 0
     cfg = load_config(None, ["rollout.noop_penalty=0.05"])
@@ -149,6 +157,7 @@ def test_rollout_restricted_logprobs_needs_constrained_actions():
         ("algo.empg.final_norm=max", "algo.empg.final_norm"),
         ("algo.empg.eps=0", "algo.empg.eps"),
         ("algo.empg.scale=1", "algo.empg.scale"),
+        ("rollout.pool_backend=fork", "rollout.pool_backend"),
     ],
 )
 def test_out_of_range_values_are_rejected_naming_the_key(override, key):

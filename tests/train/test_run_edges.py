@@ -77,6 +77,21 @@ def test_resume_with_fewer_iterations_than_done_is_refused_and_changes_nothing(
     assert Trainer(cfg, resume=True, log=QUIET).run().iterations_done == 2
 
 
+def test_environments_in_worker_processes_train_the_same_as_in_threads(tiny_policy_dir, tmp_path):
+    runs = {}
+    for backend in ("thread", "process"):
+        over = tiny_overrides(
+            tiny_policy_dir, tmp_path / backend, iterations=1, **{"rollout.pool_backend": backend}
+        )
+        Trainer(load_config(None, over), log=QUIET).run()
+        runs[backend] = [
+            {k: v for k, v in r.items() if not k.startswith("time/")}
+            for r in read_metrics(tmp_path / backend / "metrics.jsonl")
+        ]
+    assert runs["process"] == runs["thread"]
+    assert any(r["kind"] == "train" for r in runs["process"])
+
+
 def test_zero_iterations_evaluates_once(tiny_policy_dir, tmp_path):
     cfg = load_config(None, tiny_overrides(tiny_policy_dir, tmp_path, iterations=0))
     result = Trainer(cfg, log=QUIET).run()

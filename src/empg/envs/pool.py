@@ -18,8 +18,14 @@ Fault isolation: if ``reset``/``step`` of one environment raises, or runs longer
 ``terminated=True`` with ``info["error"]`` holding the reason (``"timeout after 2.0 s"``,
 ``"RuntimeError: boom"``). The rest of the batch is unaffected. A timed-out worker cannot be
 interrupted safely: a thread is abandoned (it keeps running in the background; its environment
-is never touched again), a process is killed; either way the slot gets a fresh worker and a
-fresh environment from its factory at the next ``reset_all``.
+is never touched again), a process is killed together with any process it started (each worker
+leads its own process group: a game generator run by a hung reset goes too); either way the
+slot gets a fresh worker and a fresh environment from its factory at the next ``reset_all``.
+
+Threads isolate hangs only between environments that share nothing: TextWorld and ALFWorld
+calls all hold one process-wide engine lock (:data:`empg.envs.textworld.ENGINE_LOCK`), so one
+call that hangs inside an engine keeps that lock, and every later call of those environments in
+the process times out too. Use ``backend="process"`` for them where a hang must stay isolated.
 
 Finished environments (terminated, truncated or failed) are skipped by ``step`` (their entry
 in the returned list is ``None``; their action is ignored) until the next ``reset_all``.
@@ -34,7 +40,9 @@ from __future__ import annotations
 import contextlib
 import functools
 import multiprocessing as mp
+import os
 import queue
+import signal
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -160,6 +168,9 @@ class _ThreadWorker:
 
 # -- process backend --------------------------------------------------------------------------
 def _process_main(conn: Connection, factory: EnvFactory) -> None:
+    if hasattr(os, "setsid"):  # lead a process group, so abandon() can kill what we start
+        with contextlib.suppress(OSError):
+            os.setsid()
     env: TextEnv | None = None
     while True:
         try:
@@ -225,7 +236,14 @@ class _ProcessWorker:
         self.abandon()
 
     def abandon(self) -> None:
+        """Kill the worker and the processes it started (its process group; while it is alive
+        its pid is that group's id, so no other group can be hit)."""
         if self._proc.is_alive():
+            pid = self._proc.pid
+            if hasattr(os, "killpg") and pid is not None:
+                with contextlib.suppress(OSError):  # not (yet) a group leader: kill it alone
+                    if os.getpgid(pid) == pid:
+                        os.killpg(pid, signal.SIGKILL)
             self._proc.kill()
             self._proc.join(timeout=5.0)
         self._conn.close()

@@ -18,6 +18,7 @@ from empg.algos.advantages import ADVANTAGE_ESTIMATORS
 from empg.algos.dapo import get_preset
 from empg.algos.losses import KL_ESTIMATORS, LOSS_AGG_MODES
 from empg.algos.modulation import EMPGConfig
+from empg.envs.pool import BACKENDS
 from empg.errors import ConfigError
 from empg.train.schema import apply_overrides, from_dict, to_dict
 
@@ -127,6 +128,9 @@ class RolloutSettings:
     prefix_cache: bool = True
     """reuse each episode's previous prompt's KV cache for the common prefix of its next prompt
     (the same tokens, fewer to run; one prompt's cache per live episode in memory)"""
+    pool_backend: str = "thread"
+    """where each episode's environment runs: thread or process (a hung textworld / alfworld
+    call holds their shared engine lock under threads; processes isolate it, empg.envs.pool)"""
 
     def __post_init__(self) -> None:
         for name in ("tasks_per_batch", "group_size", "max_new_tokens"):
@@ -138,6 +142,10 @@ class RolloutSettings:
             raise ConfigError("rollout.restricted_logprobs needs rollout.constrain_actions=true")
         if self.outcome not in OUTCOMES:
             raise ConfigError(f"rollout.outcome must be one of {OUTCOMES}, got {self.outcome!r}")
+        if self.pool_backend not in BACKENDS:
+            raise ConfigError(
+                f"rollout.pool_backend must be one of {BACKENDS}, got {self.pool_backend!r}"
+            )
         for name in ("history", "past_actions", "max_resample_rounds"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"rollout.{name} must be >= 0, got {getattr(self, name)}")

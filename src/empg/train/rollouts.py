@@ -59,6 +59,7 @@ def rollout_config(
         prefix_cache=r.prefix_cache,
         constrain_actions=r.constrain_actions,
         restricted_logprobs=r.restricted_logprobs,
+        pool_backend=r.pool_backend,
     )
 
 
