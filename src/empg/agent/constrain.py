@@ -10,13 +10,12 @@ While a response is being sampled, everything up to the opening tag is free, and
 opening tag written inside a ``<think>`` block (open, or closed after it), which
 :func:`empg.agent.parsing.parse_response` reads as part of the thought. Once the decoded
 continuation contains ``open_tag`` outside a thought, the text after it is the action written
-so far, and the next
-token must keep ``written + token`` a prefix of ``action + close_tag`` for some allowed action;
-every other token's logit is masked before sampling. The response then ends on the close tag
-(the backend's stop string). Where no token continues any allowed action (an action with
-characters no single token spells, or a prefix that already left every action because the
-opening tag's own token carried text after it), the step is left unconstrained rather than
-forced onto a wrong token.
+so far, and the next token must keep ``written + token`` a prefix of ``action + close_tag`` for
+some allowed action; every other token's logit is masked before sampling. The response then
+ends on the close tag (the backend's stop string). Where no token continues any allowed action
+(an action with characters no single token spells, or a prefix that already left every action
+because the opening tag's own token carried text after it), the step is left unconstrained
+rather than forced onto a wrong token.
 
 An admissible action may hold one free slot, written ``<name>`` (shop's ``search[<query>]``):
 the text before the slot is constrained like any action, and once it has been written the rest
