@@ -183,11 +183,38 @@ def test_bad_input(kwargs, err, needle):
     assert needle in str(exc.value)
 
 
-@pytest.mark.parametrize("bad", [float("nan"), float("inf"), -float("inf")])
+@pytest.mark.parametrize("bad", [float("nan"), float("inf")])
 def test_non_finite_logits_rejected(bad):
     logits = torch.randn(3, 5)
     logits[1, 2] = bad
     with pytest.raises(NonFiniteError, match="NaN or inf"):
+        empg.token_logprobs_and_entropy(logits, torch.tensor([0, 1, 2]))
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.bfloat16])
+@pytest.mark.parametrize("t", [0.4, 1.0])
+def test_masked_entries_are_probability_zero_however_they_are_masked(dtype, t):
+    """-inf (logits processors) and the dtype's most negative float (finfo.min, which a
+    temperature below 1 or a cast to float32 would overflow) both mean probability 0: the
+    numbers and gradients equal those of the unmasked entries alone."""
+    g = torch.Generator().manual_seed(1)
+    kept = torch.randn(4, 6, generator=g, dtype=torch.float64)
+    labels = torch.tensor([0, 3, 5, 2])
+    want_lp, want_ent = ref_lp_ent(kept.to(dtype), labels, t)  # the same rounded logits
+    for fill in (-float("inf"), torch.finfo(dtype).min):
+        logits = torch.cat([kept, torch.full((4, 3), fill, dtype=torch.float64)], dim=1)
+        logits = logits.to(dtype).requires_grad_()
+        lp, ent = empg.token_logprobs_and_entropy(logits, labels, temperature=t)
+        torch.testing.assert_close(lp.double(), want_lp, atol=1e-5, rtol=0)
+        torch.testing.assert_close(ent.double(), want_ent, atol=1e-5, rtol=0)
+        (grad,) = torch.autograd.grad((lp + ent).sum(), logits)
+        assert torch.isfinite(grad).all() and (grad[:, 6:] == 0).all()
+
+
+def test_a_row_with_every_entry_masked_is_refused():
+    logits = torch.randn(3, 5)
+    logits[2] = -float("inf")
+    with pytest.raises(NonFiniteError, match="every entry of token 2's row"):
         empg.token_logprobs_and_entropy(logits, torch.tensor([0, 1, 2]))
 
 
@@ -255,3 +282,26 @@ def test_entropy_stays_float32_under_bf16_autocast():
     torch.testing.assert_close(ent_a, ent, rtol=0, atol=0)
     torch.testing.assert_close(lp_a, lp, rtol=0, atol=0)
     assert float(ent.std()) > 0
+
+
+def test_lm_head_gradients_are_right_when_backward_runs_outside_autocast():
+    """Forward under bf16 autocast, backward after leaving it (PyTorch's recommended pattern):
+    the backward recomputes the logits in the forward's bf16, so its softmax matches the saved
+    log-sum-exp and the gradients equal those of a backward inside autocast."""
+    g = torch.Generator().manual_seed(2)
+    hidden = torch.randn(12, 32, generator=g).requires_grad_()
+    weight = (torch.randn(50, 32, generator=g) * 0.5).requires_grad_()
+    labels = torch.randint(0, 50, (12,), generator=g)
+    grads = []
+    for inside in (True, False):
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            lp, ent = empg.lm_head_logprobs_and_entropy(hidden, weight, labels)
+            loss = (lp + 0.5 * ent).sum()
+            if inside:
+                grads.append(torch.autograd.grad(loss, (hidden, weight)))
+        if not inside:
+            grads.append(torch.autograd.grad(loss, (hidden, weight)))
+    (gh_in, gw_in), (gh_out, gw_out) = grads
+    # the same softmax; only the final matmuls' precision may differ (bf16 inside autocast)
+    torch.testing.assert_close(gh_out, gh_in, atol=2e-2, rtol=2e-2)
+    torch.testing.assert_close(gw_out, gw_in, atol=2e-2, rtol=2e-2)

@@ -32,7 +32,7 @@ def loop_ppo(lp, old, adv, mask, low, high, c, mode):
     if mode == "token-mean":
         return sum(all_tok) / max(1, n_tok)
     if mode == "seq-mean-token-sum-norm":
-        return sum(all_tok) / (len(lp) * width)
+        return sum(all_tok) / (max(1, sum(1 for x in per_seq if x)) * width)
     vals = [(sum(s) / len(s) if mode == "seq-mean-token-mean" else sum(s)) for s in per_seq if s]
     return sum(vals) / max(1, len(vals))
 

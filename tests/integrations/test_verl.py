@@ -330,3 +330,22 @@ def test_example_config_composes_and_passes_checks():
     assert (r.multi_turn.max_assistant_turns, cfg.data.max_response_length) == (50, 512)
     assert (cfg.empg_env.history, cfg.empg_env.invalid_action_penalty) == (2, 0.1)
     assert cfg.trainer.total_training_steps == 150
+
+
+@pytest.mark.parametrize(
+    "mode", ["token-mean", "seq-mean-token-mean", "seq-mean-token-sum", "seq-mean-token-sum-norm"]
+)
+def test_loss_aggregation_equals_verls_agg_loss(mode):
+    """The core's aggregate_loss is verl's agg_loss (one data-parallel rank), empty rows and
+    Dr. GRPO's constant norm included, so a loss mode means the same number in both."""
+    from verl.trainer.ppo.core_algos import agg_loss
+
+    g = torch.Generator().manual_seed(3)
+    loss = torch.randn(6, 9, generator=g, dtype=torch.float64)
+    mask = (torch.rand(6, 9, generator=g) < 0.6).to(torch.float64)
+    mask[2] = 0  # a row without response tokens
+    for norm_len in (None, 16):
+        ours = empg.aggregate_loss(loss, mask, mode, norm_len=norm_len)
+        theirs = agg_loss(loss, mask, mode, loss_scale_factor=norm_len)
+        # verl adds 1e-8 to each row's token count in seq-mean-token-mean: ~1e-9 relative
+        torch.testing.assert_close(ours, theirs, rtol=1e-7, atol=0)

@@ -66,6 +66,17 @@ def _check_labels(labels: torch.Tensor, lead_shape: torch.Size, vocab: int, ref:
         )
 
 
+_F32 = torch.finfo(torch.float32)
+
+
+def _scaled(logits: torch.Tensor, temperature: float) -> torch.Tensor:
+    """float32 ``logits / temperature`` in a new buffer, raised to float32's most negative
+    finite value: a mask value such as ``finfo.min`` stays finite after a temperature below 1
+    or a cast from float64, and a ``-inf`` mask is that value too (probability 0, its terms
+    exactly 0). NaN and ``+inf`` stay, and are reported."""
+    return logits.to(torch.float32, copy=True).div_(temperature).clamp_min_(_F32.min)
+
+
 def _chunk_forward(
     s: torch.Tensor, labels: torch.Tensor
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -103,16 +114,24 @@ def _chunk_grad_s(
     return grad
 
 
-def _check_outputs(lp: torch.Tensor, ent: torch.Tensor, what: str) -> None:
-    # Cheap O(tokens) check that catches NaN/inf anywhere in the inputs: any non-finite logit
-    # makes the log-sum-exp, the label's log-prob or the entropy non-finite.
+def _check_outputs(lp: torch.Tensor, ent: torch.Tensor, lse: torch.Tensor, what: str) -> None:
+    # Cheap O(tokens) checks. NaN or +inf anywhere in the inputs makes the log-sum-exp, the
+    # label's log-prob or the entropy non-finite (-inf is a mask, see _scaled); a row whose
+    # every entry is masked has a log-sum-exp at the bottom of the float range.
     bad = ~(torch.isfinite(lp) & torch.isfinite(ent))
     if bool(bad.any()):
         i = int(bad.nonzero()[0, 0])
         raise NonFiniteError(
             f"{what} hold NaN or inf (first affected token at flat index {i}); "
-            "expected finite values (mask vocabulary entries with a large negative number, "
-            "not -inf)"
+            "expected finite values or -inf (a masked entry); NaN or +inf logits come from "
+            "the model or its inputs"
+        )
+    empty = lse < _F32.min / 2
+    if bool(empty.any()):
+        i = int(empty.nonzero()[0, 0])
+        raise NonFiniteError(
+            f"{what}: every entry of token {i}'s row (flat index) is masked; there is no "
+            "distribution to score"
         )
 
 
@@ -125,9 +144,9 @@ class _ChunkedLogits(torch.autograd.Function):
         lse = torch.empty_like(lp)
         for a in range(0, n, chunk):
             b = min(n, a + chunk)
-            s = logits[a:b].to(torch.float32, copy=True).div_(temperature)
+            s = _scaled(logits[a:b], temperature)
             lp[a:b], ent[a:b], lse[a:b] = _chunk_forward(s, labels[a:b])
-        _check_outputs(lp, ent, "logits")
+        _check_outputs(lp, ent, lse, "logits")
         ctx.save_for_backward(logits, labels, lse, ent)
         ctx.temperature, ctx.chunk = temperature, chunk
         return lp, ent
@@ -139,7 +158,7 @@ class _ChunkedLogits(torch.autograd.Function):
         grad = torch.empty_like(logits)
         for a in range(0, logits.shape[0], chunk):
             b = min(logits.shape[0], a + chunk)
-            s = logits[a:b].to(torch.float32, copy=True).div_(t)
+            s = _scaled(logits[a:b], t)
             gs = _chunk_grad_s(
                 s,
                 labels[a:b],
@@ -162,7 +181,8 @@ def token_logprobs_and_entropy(
     """Log-prob of ``labels`` and entropy of ``softmax(logits / temperature)``, per token.
 
     Args:
-        logits: ``(..., V)`` any float dtype (bf16/fp16/fp32/fp64), finite.
+        logits: ``(..., V)`` any float dtype (bf16/fp16/fp32/fp64), finite or ``-inf`` (a masked
+            entry: probability 0; a label on one gets a log-prob of about -3.4e38).
         labels: ``(...)`` integer token ids in ``[0, V)``.
         temperature: ``> 0``; the distribution is ``softmax(logits / temperature)``.
         chunk_size: tokens per chunk; ``None`` picks one so a float32 ``(chunk, V)`` buffer is
@@ -198,13 +218,18 @@ class _ChunkedLMHead(torch.autograd.Function):
         lp = torch.empty(n, dtype=torch.float32, device=hidden.device)
         ent = torch.empty_like(lp)
         lse = torch.empty_like(lp)
+        mm_dtype = hidden.dtype
         for a in range(0, n, chunk):
             b = min(n, a + chunk)
-            s = (hidden[a:b] @ weight.T).to(torch.float32).div_(temperature)  # (c, V)
+            raw = hidden[a:b] @ weight.T  # (c, V), in autocast's dtype when it is on
+            mm_dtype = raw.dtype
+            s = _scaled(raw, temperature)
             lp[a:b], ent[a:b], lse[a:b] = _chunk_forward(s, labels[a:b])
-        _check_outputs(lp, ent, "hidden @ weight.T logits")
+        _check_outputs(lp, ent, lse, "hidden @ weight.T logits")
         ctx.save_for_backward(hidden, weight, labels, lse, ent)
-        ctx.temperature, ctx.chunk = temperature, chunk
+        # backward recomputes the logits in the forward's matmul dtype, inside autocast or not
+        # (else its softmax would not match the saved log-sum-exp)
+        ctx.temperature, ctx.chunk, ctx.mm_dtype = temperature, chunk, mm_dtype
         return lp, ent
 
     @staticmethod
@@ -219,7 +244,9 @@ class _ChunkedLMHead(torch.autograd.Function):
         for a in range(0, hidden.shape[0], chunk):
             b = min(hidden.shape[0], a + chunk)
             h = hidden[a:b]
-            s = (h @ weight.T).to(torch.float32).div_(t)
+            with torch.autocast(h.device.type, enabled=False):
+                raw = h.to(ctx.mm_dtype) @ weight.to(ctx.mm_dtype).T
+            s = _scaled(raw, t)
             gs = _chunk_grad_s(
                 s,
                 labels[a:b],

@@ -55,13 +55,14 @@ def aggregate_loss(
     * ``token-mean``: sum over all response tokens / number of response tokens (DAPO).
     * ``seq-mean-token-mean``: mean over sequences of each sequence's token mean (GRPO paper).
     * ``seq-mean-token-sum``: mean over sequences of each sequence's token sum.
-    * ``seq-mean-token-sum-norm``: token sum over the batch / (B * norm_len) (Dr. GRPO). Dr. GRPO
-      divides by a constant, the generation budget: pass it as ``norm_len`` (e.g. the maximum
-      number of response tokens); left ``None`` it is the tensor's width ``L``, which then
-      depends on how the batch was padded or split.
+    * ``seq-mean-token-sum-norm``: token sum over the batch / (B * norm_len) (Dr. GRPO; verl
+      0.9's ``agg_loss`` with ``loss_scale_factor=norm_len``). Dr. GRPO divides by a constant,
+      the generation budget: pass it as ``norm_len`` (e.g. the maximum number of response
+      tokens); left ``None`` it is the tensor's width ``L``, which then depends on how the
+      batch was padded or split.
 
-    Sequences with no response token are left out of sequence means. An all-masked batch
-    gives 0 (connected to the graph, so ``backward`` still works).
+    Sequences with no response token are left out of sequence means and of ``B``. An
+    all-masked batch gives 0 (connected to the graph, so ``backward`` still works).
     """
     if mode not in LOSS_AGG_MODES:
         raise InputError(f"loss_agg_mode must be one of {LOSS_AGG_MODES}, got {mode!r}")
@@ -73,10 +74,10 @@ def aggregate_loss(
     x = torch.where(m, loss_mat, torch.zeros((), dtype=loss_mat.dtype, device=loss_mat.device))
     if mode == "token-mean":
         return x.sum() / m.sum().clamp_min(1)
+    tok = m.sum(dim=1)  # (B,)
     if mode == "seq-mean-token-sum-norm":
         width = m.shape[1] if norm_len is None else int(norm_len)
-        return x.sum() / max(1, m.shape[0] * width)
-    tok = m.sum(dim=1)  # (B,)
+        return x.sum() / ((tok > 0).sum().clamp_min(1) * width)
     seq = x.sum(dim=1)
     if mode == "seq-mean-token-mean":
         seq = seq / tok.clamp_min(1)
