@@ -143,6 +143,8 @@ def test_play_a_game_that_cannot_start_is_a_one_line_error(monkeypatch, capsys, 
 
 
 def test_parse_value_never_evaluates():
+    assert cli.parse_value("[pick_and_place_simple, 3, none]") == ["pick_and_place_simple", 3, None]
+    assert cli.parse_value("[unclosed") == "[unclosed"
     assert cli.parse_value("3") == 3 and cli.parse_value("0.5") == 0.5
     assert cli.parse_value("True") is True and cli.parse_value("none") is None
     assert cli.parse_value("__import__('os')") == "__import__('os')"

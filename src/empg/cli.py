@@ -95,10 +95,21 @@ def _run_envs(args: argparse.Namespace) -> int:
 
 # -- empg play --------------------------------------------------------------------------------
 def parse_value(text: str) -> Any:
-    """``"3"`` -> 3, ``"0.5"`` -> 0.5, ``"true"`` -> True, ``"none"`` -> None, else the text.
+    """``"3"`` -> 3, ``"0.5"`` -> 0.5, ``"true"`` -> True, ``"none"`` -> None, ``"[a, b]"`` ->
+    ``["a", "b"]`` (YAML's flow list, items parsed alike), else the text.
 
     Never evaluates the text.
     """
+    if text.strip().startswith("["):
+        import yaml
+
+        try:
+            items = yaml.safe_load(text)
+        except yaml.YAMLError:
+            return text
+        if isinstance(items, list):
+            return [parse_value(str(v)) if isinstance(v, str) else v for v in items]
+        return text
     low = text.strip().lower()
     if low in ("true", "false"):
         return low == "true"
@@ -131,7 +142,8 @@ def _configure_play(p: argparse.ArgumentParser) -> None:
         action="append",
         default=[],
         metavar="KEY=VALUE",
-        help="extra constructor argument, repeatable (e.g. --arg challenge=tw-cooking)",
+        help="extra constructor argument, repeatable (e.g. --arg challenge=tw-cooking; a list "
+        "as [a, b]: --arg 'task_types=[pick_and_place_simple]')",
     )
     p.add_argument("--max-steps", type=int, default=None, help="override the step limit")
 
@@ -235,6 +247,10 @@ def _run_play(args: argparse.Namespace) -> int:
 
 
 # -- empg sft ---------------------------------------------------------------------------------
+def _loss_text(loss: float | None) -> str:
+    return "none (0 steps)" if loss is None else f"{loss:.4f}"
+
+
 def _configure_sft(p: argparse.ArgumentParser) -> None:
     p.add_argument("--env", default="household", help="environment whose expert makes the data")
     p.add_argument("--out", required=True, help="folder to save the model and tokenizer to")
@@ -370,7 +386,7 @@ def _run_sft(args: argparse.Namespace) -> int:
     )
     print(
         f"saved {args.out}: {info['parameters']:,} parameters, vocabulary {info['vocab_size']}, "
-        f"{info['sft_examples']} examples, final loss {info['sft_final_loss']:.4f}, "
+        f"{info['sft_examples']} examples, final loss {_loss_text(info['sft_final_loss'])}, "
         f"built in {info['build_seconds']:.1f} s"
     )
     if args.eval_episodes > 0:

@@ -491,3 +491,5 @@ def test_task_types_restricts_the_mix():
         HouseholdEnv(task_types=["pick_and_fly"])
     with pytest.raises(ValueError, match="task_types must be a non-empty list"):
         HouseholdEnv(task_types=[])
+    # one type named as a string (`empg play --arg task_types=...`), not its characters
+    assert HouseholdEnv(task_types="pick_and_place_simple").task_types == ["pick_and_place_simple"]

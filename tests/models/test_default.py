@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from empg import cli
+from empg.errors import ConfigError
 from empg.models import default as default_mod
 from empg.models.default import BUILD_INFO, cache_root, default_policy, load_policy
 from empg.models.sft import SFTConfig
@@ -91,6 +92,62 @@ def test_cli_sft_writes_a_loadable_policy(tmp_path, capsys):
     assert (model.config.hidden_size, model.config.intermediate_size) == (256, 1024)
     assert info["sft"]["lr"] == 1.5e-3
     assert cli.main(["sft", "--out", str(out), "--steps", "-1"]) == 2
+
+
+def test_sft_refuses_an_unnamed_folder_and_an_environment_without_an_expert_at_once(
+    tmp_path, capsys, monkeypatch
+):
+    """Before the tokenizer is trained and before any folder is made: `--out ""` would be the
+    current folder; textworld takes no split and has no expert data."""
+    monkeypatch.chdir(tmp_path)
+
+    def no_tokenizer(*_a, **_k):
+        raise AssertionError("the tokenizer was trained before the arguments were checked")
+
+    monkeypatch.setattr(default_mod, "train_tokenizer", no_tokenizer)
+    assert cli.main(["sft", "--out", "", "--steps", "0"]) == 2
+    assert "output folder must be named" in capsys.readouterr().err
+    assert cli.main(["sft", "--env", "textworld", "--out", "tw"]) == 2
+    assert "cannot build environment 'textworld'" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_build_of_zero_steps_records_no_final_loss(tmp_path):
+    _, _, info = default_mod.build_policy(
+        tmp_path / "p",
+        "household",
+        sft=SFTConfig(episodes=2, steps=0),
+        tokenizer_config=TokenizerConfig(episodes_per_env=2, vocab_size=300),
+        model_config=TinyModelConfig(num_layers=1),
+    )
+    assert info["sft_final_loss"] is None
+
+
+def test_a_cache_folder_without_its_build_info_is_replaced_by_the_build(tmp_path):
+    # e.g. a `rm -rf` of the folder that stopped midway: once it failed every later call
+    final = default_mod.default_policy_dir("household", cache_dir=tmp_path, **TINY)
+    final.mkdir(parents=True)
+    (final / "model.safetensors").write_bytes(b"half")
+    lines: list[str] = []
+    _, _, path = default_policy(tmp_path, **TINY, check=None, log=lines.append)
+    assert path == final and (final / BUILD_INFO).is_file()
+    assert any("incomplete folder, replaced" in line for line in lines)
+    assert [p.name for p in final.parent.iterdir()] == [final.name]
+
+
+def test_damaged_weights_are_a_config_error(tmp_path):
+    out = tmp_path / "p"
+    default_mod.build_policy(
+        out,
+        "household",
+        sft=SFTConfig(episodes=2, steps=0),
+        tokenizer_config=TokenizerConfig(episodes_per_env=2, vocab_size=300),
+        model_config=TinyModelConfig(num_layers=1),
+    )
+    weights = out / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:100])  # truncated
+    with pytest.raises(ConfigError, match="cannot load a model and tokenizer"):
+        load_policy(out)
 
 
 def test_a_rebuild_stopped_midway_leaves_no_build_info_behind(tmp_path, monkeypatch):

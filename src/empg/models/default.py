@@ -137,7 +137,13 @@ def build_policy(
         raise ConfigError(f"sft.env is {sft.env!r} but env is {env!r}; make them the same")
     tok_cfg = tokenizer_config or TokenizerConfig()
     arch = model_config or TinyModelConfig()
+    if not os.fspath(out_dir).strip():  # Path("") is the current folder
+        raise ConfigError("the output folder must be named, got an empty path")
     out = Path(out_dir).expanduser()
+    from empg.agent.rollout import check_env_builds
+
+    # the expert's environment, before the tokenizer's minutes and before any folder is made
+    check_env_builds(env, {"split": sft.split, **sft.env_kwargs})
     try:  # before the build, not after up to an hour of it
         out.mkdir(parents=True, exist_ok=True)
         # a rebuild into a folder that holds a build: until the new one is complete, the
@@ -158,7 +164,10 @@ def build_policy(
         "parameters": count_parameters(model),
         "vocab_size": len(tokenizer),
         "sft_examples": stats.examples,
-        "sft_final_loss": sum(stats.losses[-10:]) / max(1, len(stats.losses[-10:])),
+        # mean of the last 10 steps' losses; None for a build of 0 steps (no loss was seen)
+        "sft_final_loss": (
+            sum(stats.losses[-10:]) / len(stats.losses[-10:]) if stats.losses else None
+        ),
         "tokenizer_seconds": round(t_tok, 2),
         "sft_seconds": round(stats.seconds, 2),
         "build_seconds": round(time.perf_counter() - t0, 2),
@@ -234,9 +243,21 @@ def _progress(total: int, log: Callable[[str], None]) -> Callable[[int, Any], No
     return on_step
 
 
+def _discard_incomplete(folder: Path, log: Callable[[str], None] | None) -> None:
+    """Move aside and delete a cache folder that has no build info (a deletion or a copy that
+    stopped midway): no build publishes a folder without it, so it holds no usable build,
+    and the finished build that is to take its name could not replace a non-empty folder."""
+    if log is not None:
+        log(f"[empg] {folder} holds files but no {BUILD_INFO}: an incomplete folder, replaced")
+    aside = folder.with_name(f".{folder.name}.incomplete-{os.getpid()}")
+    os.rename(folder, aside)
+    shutil.rmtree(aside, ignore_errors=True)
+
+
 def load_policy(path: str | os.PathLike[str]) -> tuple[Any, Any]:
     """(model, tokenizer) from any folder ``transformers``' Auto classes can load (fp32, eval)."""
     import torch
+    from safetensors import SafetensorError
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     text = os.fspath(path)
@@ -254,10 +275,12 @@ def load_policy(path: str | os.PathLike[str]) -> tuple[Any, Any]:
         model = AutoModelForCausalLM.from_pretrained(
             text, dtype=torch.float32, attn_implementation="sdpa"
         )
-    except OSError as e:  # no such hub id, no network, a folder without weights
+    except (OSError, ValueError, SafetensorError) as e:
+        # no such hub id, no network, a folder without weights; a config naming a model type
+        # transformers does not know; truncated or damaged weights
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise ConfigError(
-            f"model path {text!r}: cannot load a model and tokenizer ({first})"
+            f"model path {text!r}: cannot load a model and tokenizer ({type(e).__name__}: {first})"
         ) from e
     model.eval()
     if tokenizer.pad_token_id is None:  # generic causal LMs often have none
@@ -334,7 +357,8 @@ def default_policy(
                 os.rename(kept, final)
             except OSError:
                 if not (final / BUILD_INFO).is_file():  # not a racing builder's finished copy
-                    raise
+                    _discard_incomplete(final, log)
+                    os.rename(kept, final)
             fsync_dir(final.parent)
         finally:
             for tmp in tmps:

@@ -42,6 +42,8 @@ class HouseholdEnv(TextEnv):
         task's lamp instead of taking its place from the true state; the game is the same."""
         super().__init__()
         self.split = check_split(split)
+        if isinstance(task_types, str):  # one type, not a sequence of its characters
+            task_types = [task_types]
         if task_types is not None:
             bad = [t for t in task_types if t not in TASK_TYPES]
             if bad or not task_types:
