@@ -337,7 +337,9 @@ def _run_sft(args: argparse.Namespace) -> int:
     def pick(**kw: Any) -> dict[str, Any]:
         return {k: v for k, v in kw.items() if v is not None}
 
-    # unset options take the default policy's recipe, so `empg sft --out DIR` rebuilds it
+    # unset options take the default policy's recipe, so `empg sft --out DIR` rebuilds its
+    # first attempt (--seed 0; a cached default that failed its check on seed 0 is a later seed,
+    # named in its empg_build.json), unchecked
     base_sft, base_arch = default_configs(args.env)
     sft = dataclasses.replace(
         base_sft,
