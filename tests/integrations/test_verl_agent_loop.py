@@ -340,6 +340,17 @@ def test_config_errors(model_dir):
         env_loop_config({"empg_env": {"layout": "tree"}})
 
 
+def test_empg_knobs_in_a_trainer_mode_that_ignores_them_are_refused(model_dir):
+    """verl builds its trainer from trainer_mode: in `sync` EMPGTrainerSync never starts, so the
+    agent loop refuses a config that sets algorithm.empg there instead of training plain GRPO."""
+    cfg = config(model_dir, "trainer.v1.trainer_mode=sync")
+    tok = AgentLoopWorker(cfg, llm_client=None).tokenizer
+    with pytest.raises(InstantiationException, match="trainer_mode is 'sync', so EMPG would not"):
+        asyncio.run(_instantiate_async(cfg, tok))
+    off = config(model_dir, "trainer.v1.trainer_mode=sync", "algorithm.empg.enable=false")
+    asyncio.run(_instantiate_async(off, tok))  # EMPG switched off: plain GRPO, as asked
+
+
 async def _instantiate_async(cfg, tok):
     return instantiate(cfg, tok, None)
 

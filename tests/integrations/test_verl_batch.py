@@ -137,6 +137,33 @@ def test_rows_without_response_tokens_are_ignored():
     assert torch.equal(got[4], torch.zeros(8))
 
 
+def test_a_rejected_step_row_stays_a_gap_in_its_trajectory():
+    """One row per turn; sequence-level rejection zeroes turn 1's mask. Turn 0 must not take
+    turn 2's entropy as its next step's (the core gives no bonus across a gap)."""
+    mask, ent, _, _ = rand_batch(5, 6, 11, min_runs=1, max_runs=1)
+    mask[1] = 0  # traj A's turn 1, rejected
+    keys = ["A_0_0", "A_0_1", "A_0_2", "B_0_0", "B_0_1"]
+    a = torch.tensor([0.7, 0.7, 0.7, -0.4, -0.4])
+    got = verl_empg_advantages(keys, mask, ent, a[:, None] * mask, CFG).advantages
+    kept = [0, 2, 3, 4]
+    exp = empg.modulate_advantages(
+        empg.step_entropy_from_rows(ent[kept], mask[kept]),
+        a[kept],
+        torch.tensor([0, 0, 1, 1]),
+        torch.tensor([0, 2, 0, 1]),  # the gap at step 1 kept
+    )
+    torch.testing.assert_close(got[kept], exp[:, None] * mask[kept], rtol=0, atol=1e-6)
+    assert torch.equal(got[1], torch.zeros(6))
+    # and it is not what numbering over the kept rows only (0, 1) would give
+    closed = empg.modulate_advantages(
+        empg.step_entropy_from_rows(ent[kept], mask[kept]),
+        a[kept],
+        torch.tensor([0, 0, 1, 1]),
+        torch.tensor([0, 1, 0, 1]),
+    )
+    assert not torch.allclose(exp[0], closed[0])
+
+
 def test_knobs_reach_the_core():
     mask, ent, a, adv = rand_batch(6, 10, 7)
     keys = [f"p_{r}_0" for r in range(6)]

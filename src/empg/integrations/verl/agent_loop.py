@@ -56,7 +56,7 @@ from empg.agent.parsing import INVALID_ACTION, parse_response
 from empg.agent.prompts import PromptConfig, Turn, build_messages, render_prompt
 from empg.envs.core import TextEnv, make
 from empg.errors import ConfigError
-from empg.integrations.verl.config import _get, _plain
+from empg.integrations.verl.config import _get, _plain, check_verl_config
 from empg.train.schema import from_dict
 
 AGENT_NAME = "empg_household_agent"
@@ -187,6 +187,11 @@ class EMPGHouseholdAgentLoop(AgentLoopBase):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         kwargs.pop("tools", None)  # verl passes its tool list to every agent loop
         super().__init__(*args, **kwargs)
+        if _get(self.config, "algorithm.empg", None) is not None:
+            # EMPG's knobs are set: refuse a run in which they would do nothing (verl builds
+            # the trainer from trainer.v1.trainer_mode, so EMPGTrainerSync's own check never
+            # runs in another mode, and nothing else would say so)
+            check_verl_config(self.config)
         self.env_config = env_loop_config(self.config)
         self.response_length = int(self.rollout_config.response_length)
         multi_turn = _get(self.rollout_config, "multi_turn.max_assistant_turns", None)

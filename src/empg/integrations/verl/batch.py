@@ -133,6 +133,7 @@ def verl_empg_advantages(
     first_of: dict[str, int] = {}
     dup_src: list[tuple[int, int]] = []  # (duplicate row, its first occurrence)
     kept: list[int] = []
+    empty: list[int] = []
     n_pad = 0
     for r, key in enumerate(keys):
         if is_padding is not None and bool(is_padding[r]):
@@ -150,6 +151,8 @@ def verl_empg_advantages(
         first_of[key] = r
         if bool(mask[r].any()):
             kept.append(r)
+        else:  # e.g. a step row rejected by sequence-level rollout_rs: a gap in its trajectory
+            empty.append(r)
     metrics = {"empg/padding_rows": float(n_pad), "empg/duplicate_rows": float(len(dup_src))}
     if not kept:
         return EMPGBatchResult(out, metrics)
@@ -172,16 +175,25 @@ def verl_empg_advantages(
     m = mask[kept_t]  # (R, L)
     row_adv = _row_advantage(advantages[kept_t], m, [keys[r] for r in kept])  # (R,)
 
-    # 3. steps: runs of 1s per row (core segmentation), numbered across a trajectory's rows
+    # 3. steps: runs of 1s per row (core segmentation), numbered across a trajectory's rows; an
+    # empty row of a trajectory with other rows (one row per turn: a rejected turn) keeps its
+    # step number, so the turn before it gets no future-clarity bonus from the one after it
     step_h, seg = step_entropy_from_sequences(token_entropy[kept_t], m)  # (S,)
     steps_per_row = torch.bincount(seg.row, minlength=len(kept))  # (R,)
-    order = sorted(range(len(kept)), key=lambda j: (int(traj[j]), int(out_index[j])))
+    rows_of: dict[int, list[tuple[int, int, int | None]]] = {}  # traj -> (out index, steps, j)
+    for j in range(len(kept)):
+        rows_of.setdefault(int(traj[j]), []).append((int(out_index[j]), int(steps_per_row[j]), j))
+    for r in empty:
+        t_key, index = parse_row_key(keys[r])
+        if t_key in traj_ids:
+            rows_of[traj_ids[t_key]].append((index, 1, None))
     offset = torch.zeros(len(kept), dtype=torch.long)  # (R,) steps before the row in its traj
-    done: dict[int, int] = {}
-    for j in order:
-        t = int(traj[j])
-        offset[j] = done.get(t, 0)
-        done[t] = int(offset[j]) + int(steps_per_row[j])
+    for rows in rows_of.values():
+        done = 0
+        for _, n_steps, j in sorted(rows, key=lambda x: x[0]):
+            if j is not None:
+                offset[j] = done
+            done += n_steps
     step_index = offset[seg.row] + seg.step_index  # (S,)
 
     # 4. the core's EMPG over all steps of the batch at once
