@@ -46,12 +46,16 @@ MODES = {
     "avx2": {"ATEN_CPU_CAPABILITY": "avx2", "MKL_CBWR": "AVX2"},
     "portable": {"ATEN_CPU_CAPABILITY": "default", "MKL_CBWR": "COMPATIBLE"},
 }
+#: environment variables that choose CPU kernels (a subset of empg.models.default.NUMERICS_ENV)
+KERNEL_ENV = ("ATEN_CPU_CAPABILITY", "MKL_CBWR", "MKL_ENABLE_INSTRUCTIONS", "ONEDNN_MAX_CPU_ISA")
 LABELS = {"own": "own kernels", "avx2": "AVX2 forced", "portable": "portable"}
 
 
 def fingerprint(steps: int, threads: int, extra_env: dict[str, str]) -> str:
     """sha256 of ``model.safetensors`` after ``empg sft --steps N`` in a fresh process."""
-    env = {k: v for k, v in os.environ.items() if k not in ("ATEN_CPU_CAPABILITY", "MKL_CBWR")}
+    # the variables that pick kernels are the mode's alone, so "own" means the machine's own
+    # choice whatever the shell exported (thread counts are set by --threads)
+    env = {k: v for k, v in os.environ.items() if k not in KERNEL_ENV}
     env.update(extra_env)
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "policy"

@@ -10,13 +10,14 @@ like --seeds would otherwise read them as seeds.)
 
 The printed "before -> after" of one `empg train` run compares two evaluations of 100 tasks
 with one sampling seed, and with a success rate near 20% that difference has a standard error
-of about 6 points: single runs cannot show a gain of a few points. This script trains once per
+of 3-5 points (the paired one it prints; about 6 unpaired): single runs cannot show a gain of
+a few points. This script trains once per
 training seed (`empg train <overrides> seed=<N> run_dir=<out>/seed<N>`; a finished run is
 reused, an interrupted one resumed from its last checkpoint) and then lets the warm start and
 every final policy play the same evaluation: the trainer's fixed task list (tasks
 0..episodes-1 of each split, T = eval.temperature) once per evaluation seed. Each finished
 evaluation is appended to `<out>/evaluations.jsonl` and reused by a later call with the same
-settings. It prints each policy's success per split, each run's gain over the warm start, and
+settings and the same empg source code. It prints each policy's success per split, each run's gain over the warm start, and
 the mean gain with its standard error across training seeds, and writes all of it to
 `<out>/summary.json`.
 """
@@ -144,17 +145,35 @@ def _weights_digest(folder: Path | None) -> str | None:
     return h.hexdigest() if found else None
 
 
+def _code_digest(root: Path | None = None) -> str:
+    """SHA-256 over the empg package's Python sources (``root``: the package folder, default
+    the imported one): an evaluation made by other code (environments, prompts, parsing,
+    sampling) is not read back."""
+    if root is None:
+        import empg
+
+        root = Path(empg.__file__).parent
+    h = hashlib.sha256()
+    for f in sorted(root.rglob("*.py")):
+        h.update(f.relative_to(root).as_posix().encode() + b"\0" + f.read_bytes() + b"\0")
+    return h.hexdigest()
+
+
 def _eval_key(config, overrides, model_path, splits, episodes, eval_seed) -> str:
-    """What an evaluation depends on, the weights by content: the evaluated folder's, and the
-    warm start's (a LoRA checkpoint's base; for the warm start itself, the folder it loads,
-    e.g. the default policy's cache folder, which another machine or recipe builds
-    differently)."""
-    from empg.train.config import load_config
+    """What an evaluation depends on: the code, the resolved config (a changed default counts),
+    and the weights by content: the evaluated folder's, and the warm start's (a LoRA
+    checkpoint's base; for the warm start itself, the folder it loads, e.g. the default
+    policy's cache folder, which another machine or recipe builds differently). A hub id or
+    a folder with sharded weights has no weights digest: its path alone stands for them."""
+    from empg.train.config import config_to_dict, load_config
     from empg.train.trainer import warm_start_dir
 
-    warm = warm_start_dir(load_config(config, list(overrides)))
+    cfg = load_config(config, list(overrides))
+    warm = warm_start_dir(cfg)
     return json.dumps(
         {
+            "code": _code_digest(),
+            "resolved": config_to_dict(cfg),
             "config": _file_digest(config),
             "overrides": list(overrides),
             "policy": model_path,

@@ -29,6 +29,8 @@ def main() -> None:
     p.add_argument("--iteration", type=int, default=1, help="which iteration's batch to collect")
     p.add_argument("overrides", nargs="*", help="config overrides, as for empg train")
     args = p.parse_args()
+    if args.repeats < 1 or args.warmup < 0 or args.iteration < 1:
+        p.error("--repeats and --iteration must be >= 1, --warmup >= 0")
 
     import torch
 

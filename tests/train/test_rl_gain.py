@@ -191,3 +191,21 @@ def test_rl_gain_keys_evaluations_by_the_weights_they_play(tiny_policy_dir, tmp_
     data[-1] ^= 1  # the same folder, other weights
     weights.write_bytes(bytes(data))
     assert rl_gain._eval_key(None, over, None, ["valid_seen"], 2, 3) != key
+
+
+def test_rl_gain_keys_evaluations_by_the_code_and_the_resolved_config(tmp_path):
+    """Evaluations made by other code, or under another default, are not read back."""
+    rl_gain = _script()
+    pkg = tmp_path / "pkg"
+    (pkg / "envs").mkdir(parents=True)
+    (pkg / "envs" / "a.py").write_text("X = 1\n")
+    before = rl_gain._code_digest(pkg)
+    (pkg / "envs" / "a.py").write_text("X = 2\n")
+    edited = rl_gain._code_digest(pkg)
+    assert edited != before
+    (pkg / "notes.md").write_text("docs do not count")
+    assert rl_gain._code_digest(pkg) == edited
+    over = ["model.path=/nonexistent"]
+    key = json.loads(rl_gain._eval_key(None, over, None, ["valid_seen"], 2, 3))
+    assert key["code"] == rl_gain._code_digest()
+    assert key["resolved"]["eval"]["temperature"] == 0.4  # a default, though no override names it
