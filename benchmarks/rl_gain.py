@@ -17,9 +17,9 @@ reused, an interrupted one resumed from its last checkpoint) and then lets the w
 every final policy play the same evaluation: the trainer's fixed task list (tasks
 0..episodes-1 of each split, T = eval.temperature) once per evaluation seed. Each finished
 evaluation is appended to `<out>/evaluations.jsonl` and reused by a later call with the same
-settings and the same empg source code. It prints each policy's success per split, each run's gain over the warm start, and
-the mean gain with its standard error across training seeds, and writes all of it to
-`<out>/summary.json`.
+settings and the same empg source code. It prints each policy's success per split, each
+run's gain over the warm start, and the mean gain with its standard error across training
+seeds, and writes all of it to `<out>/summary.json`.
 """
 
 from __future__ import annotations
