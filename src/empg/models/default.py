@@ -250,7 +250,10 @@ def _discard_incomplete(folder: Path, log: Callable[[str], None] | None) -> None
     if log is not None:
         log(f"[empg] {folder} holds files but no {BUILD_INFO}: an incomplete folder, replaced")
     aside = folder.with_name(f".{folder.name}.incomplete-{os.getpid()}")
-    os.rename(folder, aside)
+    try:
+        os.rename(folder, aside)
+    except FileNotFoundError:  # a racing builder moved it first
+        return
     shutil.rmtree(aside, ignore_errors=True)
 
 
@@ -358,7 +361,11 @@ def default_policy(
             except OSError:
                 if not (final / BUILD_INFO).is_file():  # not a racing builder's finished copy
                     _discard_incomplete(final, log)
-                    os.rename(kept, final)
+                    try:
+                        os.rename(kept, final)
+                    except OSError:
+                        if not (final / BUILD_INFO).is_file():  # nor one published meanwhile
+                            raise
             fsync_dir(final.parent)
         finally:
             for tmp in tmps:
