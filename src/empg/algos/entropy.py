@@ -241,11 +241,12 @@ class _ChunkedLMHead(torch.autograd.Function):
         # accumulate the weight gradient in float32 whatever the weight's dtype
         grad_w = torch.zeros(weight.shape, dtype=torch.float32, device=weight.device)
         grad_w = grad_w if need_w else None
+        w_mm = weight.to(ctx.mm_dtype)  # once, not per chunk (the same tensor when no cast)
         for a in range(0, hidden.shape[0], chunk):
             b = min(hidden.shape[0], a + chunk)
             h = hidden[a:b]
             with torch.autocast(h.device.type, enabled=False):
-                raw = h.to(ctx.mm_dtype) @ weight.to(ctx.mm_dtype).T
+                raw = h.to(ctx.mm_dtype) @ w_mm.T
             s = _scaled(raw, t)
             gs = _chunk_grad_s(
                 s,

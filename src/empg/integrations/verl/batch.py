@@ -184,7 +184,10 @@ def verl_empg_advantages(
     for j in range(len(kept)):
         rows_of.setdefault(int(traj[j]), []).append((int(out_index[j]), int(steps_per_row[j]), j))
     for r in empty:
-        t_key, index = parse_row_key(keys[r])
+        try:
+            t_key, index = parse_row_key(keys[r])
+        except InputError:  # not a turn of any trajectory here
+            continue
         if t_key in traj_ids:
             rows_of[traj_ids[t_key]].append((index, 1, None))
     offset = torch.zeros(len(kept), dtype=torch.long)  # (R,) steps before the row in its traj
