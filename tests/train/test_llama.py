@@ -63,6 +63,17 @@ def test_loading_sets_pad_to_eos_folds_gqa_and_prompts_carry_one_bos(llama_dir):
     assert tok.encode(text).count(tok.bos_token_id) == 2
 
 
+def _short_rollouts(group_size: int) -> RolloutConfig:
+    """Household episodes of at most 3 turns of 6 tokens, seeded."""
+    return RolloutConfig(
+        env_name="household",
+        env_kwargs={"split": "train"},
+        group_size=group_size,
+        max_turns=3,
+        generation=GenerationConfig(max_new_tokens=6, seed=0),
+    )
+
+
 def test_sequence_layout_closes_each_turn_and_holds_one_bos(llama_dir):
     """to_sequences puts the template's turn boundary between responses: the assistant's EOT,
     the user turn with the observation, the next assistant header; no BOS after the prompt."""
@@ -73,14 +84,7 @@ def test_sequence_layout_closes_each_turn_and_holds_one_bos(llama_dir):
         "<|eot_id|><|start_header_id|>user<|end_header_id|>\n\nObservation: You see a fridge 1."
         "<|eot_id|><|start_header_id|>assistant<|end_header_id|>\n\n"
     )
-    cfg = RolloutConfig(
-        env_name="household",
-        env_kwargs={"split": "train"},
-        group_size=2,
-        max_turns=3,
-        generation=GenerationConfig(max_new_tokens=6, seed=0),
-    )
-    seq = collect_rollouts(backend, [0], cfg).to_sequences()
+    seq = collect_rollouts(backend, [0], _short_rollouts(group_size=2)).to_sequences()
     bos, eot = tok.bos_token_id, tok.convert_tokens_to_ids(EOT3)
     boundaries = 0
     for row in range(seq.response_ids.shape[0]):
@@ -106,14 +110,7 @@ def test_a_response_that_ended_with_eos_is_not_closed_twice_in_the_sequence_layo
     backend = HFBackend(model, tok)
     eot = tok.convert_tokens_to_ids(EOT3)
     assert tok.eos_token == EOT3  # the token the chat template closes an assistant turn with
-    cfg = RolloutConfig(
-        env_name="household",
-        env_kwargs={"split": "train"},
-        group_size=1,
-        max_turns=3,
-        generation=GenerationConfig(max_new_tokens=6, seed=0),
-    )
-    batch = collect_rollouts(backend, [0], cfg)
+    batch = collect_rollouts(backend, [0], _short_rollouts(group_size=1))
     rows = batch.rows_of(0)
     assert len(rows) >= 2
     closed = torch.cat([rows[0].response_ids, torch.tensor([eot])])
