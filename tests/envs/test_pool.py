@@ -215,6 +215,29 @@ def test_a_timed_out_process_worker_takes_its_own_child_processes_with_it(tmp_pa
     assert not _alive(child), "the hung worker's child process outlived it"
 
 
+class SlowEnv(CountEnv):
+    def _step(self, action):
+        time.sleep(1.0)
+        return super()._step(action)
+
+
+def test_ctrl_c_while_waiting_for_a_thread_worker_reaches_the_caller():
+    """A SIGINT that lands while the main thread waits for a step is the user's Ctrl-C: it
+    must not become one episode's error (a training run would then go on)."""
+    import signal
+    import threading
+
+    with EnvPool([SlowEnv], backend="thread", step_timeout=10.0) as pool:
+        pool.reset_all(seeds=[0])
+        timer = threading.Timer(0.2, os.kill, (os.getpid(), signal.SIGINT))
+        timer.start()
+        try:
+            with pytest.raises(KeyboardInterrupt):
+                pool.step(["a"])
+        finally:
+            timer.cancel()
+
+
 def test_from_name_uses_the_registry():
     with EnvPool.from_name("_test_pool_count", 3, length=1) as pool:
         res = pool.reset_all(seeds=[0, 1, 2])

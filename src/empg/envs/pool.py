@@ -154,6 +154,8 @@ class _ThreadWorker:
                 if time.monotonic() >= self.started_at + deadline_s:  # type: ignore[operator]
                     return "timeout", f"timeout after {deadline_s:g} s"
             except BaseException as exc:
+                if isinstance(exc, KeyboardInterrupt | SystemExit) and not fut.done():
+                    raise  # Ctrl-C while waiting: the caller's, not the environment's
                 return "error", _describe(exc)
 
     def close(self, timeout: float) -> None:
