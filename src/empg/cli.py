@@ -17,6 +17,7 @@ import argparse
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, TextIO
 
 import empg
@@ -254,6 +255,12 @@ def _loss_text(loss: float | None) -> str:
 def _configure_sft(p: argparse.ArgumentParser) -> None:
     p.add_argument("--env", default="household", help="environment whose expert makes the data")
     p.add_argument("--out", required=True, help="folder to save the model and tokenizer to")
+    p.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace --out when it already holds files (the old folder stays until the new "
+        "build is complete)",
+    )
     p.add_argument("--steps", type=int, default=None, help="SFT optimiser steps")
     p.add_argument("--episodes", type=int, default=None, help="expert episodes of SFT data")
     p.add_argument(
@@ -327,9 +334,33 @@ def _configure_sft(p: argparse.ArgumentParser) -> None:
     )
 
 
+def _sft_out_folder(text: str, overwrite: bool) -> Path:
+    """``--out`` as a path whose parent exists, refused (before anything is built) when it is a
+    file, or a folder with files in it and ``overwrite`` is not set."""
+    if not text.strip():  # Path("") is the current folder
+        raise ConfigError("the output folder must be named, got an empty path")
+    out = Path(text).expanduser()
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"cannot create the output folder {text!r}: a file has that name")
+    if out.is_dir() and any(out.iterdir()) and not overwrite:
+        raise ConfigError(
+            f"--out {text!r} already holds files; pass --overwrite to replace the folder (it is "
+            "replaced only once the new build is complete) or name another one"
+        )
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise ConfigError(f"cannot create the output folder {text!r}: {e}") from e
+    return out
+
+
 def _run_sft(args: argparse.Namespace) -> int:
     import dataclasses
+    import os
+    import shutil
+    import tempfile
 
+    from empg.files import fsync_tree, replace_folder
     from empg.models.default import build_policy, default_configs
     from empg.models.evaluate import EvalConfig, evaluate_policy
     from empg.models.tokenizer import TokenizerConfig
@@ -378,14 +409,26 @@ def _run_sft(args: argparse.Namespace) -> int:
         import torch
 
         torch.set_num_threads(args.threads)
-    model, tokenizer, info = build_policy(
-        args.out,
-        args.env,
-        sft=sft,
-        tokenizer_config=tok,
-        model_config=arch,
-        log=lambda m: print(m, flush=True),
-    )
+    out = _sft_out_folder(args.out, args.overwrite)
+    try:  # built beside --out and renamed into place once complete
+        work = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    except OSError as e:
+        raise ConfigError(f"cannot create the output folder {args.out!r}: {e}") from e
+    try:
+        model, tokenizer, info = build_policy(
+            work,
+            args.env,
+            sft=sft,
+            tokenizer_config=tok,
+            model_config=arch,
+            log=lambda m: print(m, flush=True),
+        )
+        os.chmod(work, 0o755)  # mkdtemp's 0700
+        fsync_tree(work)
+        replace_folder(work, out)
+    finally:
+        if work.exists():
+            shutil.rmtree(work, ignore_errors=True)
     print(
         f"saved {args.out}: {info['parameters']:,} parameters, vocabulary {info['vocab_size']}, "
         f"{info['sft_examples']} examples, final loss {_loss_text(info['sft_final_loss'])}, "

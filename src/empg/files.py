@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 
 
@@ -49,3 +50,22 @@ def atomic_write_text(path: str | os.PathLike[str], text: str) -> None:
         tmp.unlink(missing_ok=True)
         raise
     fsync_dir(path.parent)
+
+
+def replace_folder(new: str | os.PathLike[str], dest: str | os.PathLike[str]) -> None:
+    """Put the finished folder ``new`` in ``dest``'s place (both in one parent folder).
+
+    A ``dest`` that exists is first renamed aside (``.<name>.old-<pid>``) and deleted only once
+    ``new`` has taken its name, so a process killed midway leaves the old folder (or, between
+    the two renames, its renamed copy), never a mix of old and new files."""
+    new, dest = Path(new), Path(dest)
+    if dest.is_dir() and not any(dest.iterdir()):
+        os.rename(new, dest)  # a folder may be renamed over an empty one
+    elif dest.exists():
+        aside = dest.with_name(f".{dest.name}.old-{os.getpid()}")
+        os.rename(dest, aside)
+        os.rename(new, dest)
+        shutil.rmtree(aside, ignore_errors=True)
+    else:
+        os.rename(new, dest)
+    fsync_dir(dest.parent)

@@ -196,6 +196,47 @@ def test_cli_sft_sets_the_architecture_and_rejects_a_bad_one(tmp_path, capsys):
     assert not bad.exists()
 
 
+def test_cli_sft_replaces_a_full_folder_only_when_told_and_only_once_the_build_is_done(
+    tmp_path, capsys, monkeypatch
+):
+    out = tmp_path / "policy"
+    out.mkdir()
+    (out / "model.safetensors").write_bytes(b"an earlier build's weights")
+    small = ["--steps", "1", "--episodes", "2", "--tokenizer-episodes", "2", "--vocab-size", "300"]
+    small += ["--layers", "1"]
+    real_tokenizer = default_mod.train_tokenizer
+
+    def no_tokenizer(*_a, **_k):
+        raise AssertionError("the tokenizer was trained before --out was checked")
+
+    monkeypatch.setattr(default_mod, "train_tokenizer", no_tokenizer)
+    assert cli.main(["sft", "--out", str(out), *small]) == 2
+    assert "already holds files; pass --overwrite" in capsys.readouterr().err
+    monkeypatch.setattr(default_mod, "train_tokenizer", real_tokenizer)
+
+    def stopped(*_a, **_k):
+        raise KeyboardInterrupt
+
+    real_sft = default_mod.train_sft
+    monkeypatch.setattr(default_mod, "train_sft", stopped)
+    assert cli.main(["sft", "--out", str(out), "--overwrite", *small]) == 130  # Ctrl-C
+    # the stopped rebuild left the old folder as it was and no temporary folder beside it
+    assert [p.name for p in tmp_path.iterdir()] == ["policy"]
+    assert [p.name for p in out.iterdir()] == ["model.safetensors"]
+    assert (out / "model.safetensors").read_bytes() == b"an earlier build's weights"
+
+    monkeypatch.setattr(default_mod, "train_sft", real_sft)
+    assert cli.main(["sft", "--out", str(out), "--overwrite", *small]) == 0
+    assert [p.name for p in tmp_path.iterdir()] == ["policy"]
+    assert (out / BUILD_INFO).is_file() and (out / "tokenizer.json").is_file()
+    assert (out.stat().st_mode & 0o777) == 0o755
+    load_policy(out)  # the new build, whole
+    empty = tmp_path / "empty"
+    empty.mkdir()  # an empty folder needs no --overwrite
+    assert cli.main(["sft", "--out", str(empty), *small]) == 0
+    assert (empty / BUILD_INFO).is_file()
+
+
 def test_a_first_use_build_reports_progress_and_a_cached_load_does_not(tmp_path, monkeypatch):
     monkeypatch.setenv("MKL_CBWR", "AVX2")  # recorded: it changes which kernels run
     monkeypatch.delenv("ATEN_CPU_CAPABILITY", raising=False)
