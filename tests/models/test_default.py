@@ -112,6 +112,22 @@ def test_sft_refuses_an_unnamed_folder_and_an_environment_without_an_expert_at_o
     assert list(tmp_path.iterdir()) == []
 
 
+def test_an_environment_argument_at_its_default_names_the_same_cached_build():
+    def folder(env, kwargs):
+        sft, arch = default_mod.default_configs(env, kwargs)
+        return default_mod.default_policy_dir(env, sft=sft, model_config=arch)
+
+    home = folder("household", None)
+    assert folder("household", {"max_steps": 50, "task_types": None}) == home
+    assert folder("household", {"max_steps": 30}) != home
+    assert folder("household", {"task_types": ["pick_and_place_simple"]}) != home
+    assert folder("shop", {"max_steps": 15, "n_products": 2000}) == folder("shop", {})
+    assert folder("search", {"top_k": 3}) == folder("search", {})
+    assert folder("search", {"top_k": 5}) != folder("search", {})
+    # the key of the default recipe itself is unchanged (its name is in docs and on disks)
+    assert home.name == "household-tiny-v2-8ca1502521ce"
+
+
 def test_a_build_of_zero_steps_records_no_final_loss(tmp_path):
     _, _, info = default_mod.build_policy(
         tmp_path / "p",

@@ -307,10 +307,29 @@ def default_configs(
     search keep the class defaults (1.4M parameters), as the wider build is measured on household
     only. ``env_kwargs`` are the environment's constructor arguments the warm start plays with.
     """
-    sft = SFTConfig(env=env, env_kwargs=dict(env_kwargs or {}))
+    sft = SFTConfig(env=env, env_kwargs=_without_defaults(env, env_kwargs or {}))
     if env == "household":
         return dataclasses.replace(sft, lr=WIDE_SFT_LR), WIDE_MODEL
     return sft, TinyModelConfig()
+
+
+def _without_defaults(env: str, env_kwargs: dict[str, Any]) -> dict[str, Any]:
+    """``env_kwargs`` less the arguments that equal the built-in environment's own default, so
+    that spelling a default out (``env.kwargs.max_steps=50``) names the same cached build."""
+    import importlib
+    import inspect
+
+    classes = {"household": "HouseholdEnv", "shop": "ShopEnv", "search": "SearchEnv"}
+    if env not in classes:
+        return dict(env_kwargs)
+    cls = getattr(importlib.import_module(f"empg.envs.{env}"), classes[env])
+    params = inspect.signature(cls).parameters
+    empty = inspect.Parameter.empty
+    return {
+        k: v
+        for k, v in env_kwargs.items()
+        if k not in params or params[k].default is empty or params[k].default != v
+    }
 
 
 def default_policy(
