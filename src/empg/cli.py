@@ -446,6 +446,30 @@ def _run_sft(args: argparse.Namespace) -> int:
     return 0
 
 
+# -- empg plot --------------------------------------------------------------------------------
+def _configure_plot(p: argparse.ArgumentParser) -> None:
+    p.add_argument("run_dir", help="a run folder (empg train's run_dir) holding metrics.jsonl")
+
+
+def _run_plot(args: argparse.Namespace) -> int:
+    folder = Path(args.run_dir).expanduser()
+    if not (folder / "metrics.jsonl").is_file():
+        raise ConfigError(f"{args.run_dir!r} holds no metrics.jsonl (is it a run_dir?)")
+    try:
+        from empg.train.plots import plot_run
+    except ImportError as e:
+        raise ConfigError(f"plotting needs matplotlib (pip install matplotlib): {e}") from e
+    try:
+        paths = plot_run(folder)
+    except OSError as e:
+        raise ConfigError(f"cannot write the plots: {e}") from e
+    if not paths:
+        print(f"{folder / 'metrics.jsonl'} holds no plottable metrics yet")
+    for path in paths:
+        print(path)
+    return 0
+
+
 # -- entry point ------------------------------------------------------------------------------
 COMMANDS: dict[str, Command] = {
     "envs": Command("list the registered environments", _configure_envs, _run_envs),
@@ -454,6 +478,11 @@ COMMANDS: dict[str, Command] = {
         "train an agent with GRPO/DAPO (+EMPG)", _tcli.configure_train, _tcli.run_train
     ),
     "eval": Command("evaluate a policy on held-out splits", _tcli.configure_eval, _tcli.run_eval),
+    "plot": Command(
+        "(re)draw a run's PNG plots from its metrics.jsonl, e.g. of a run still going or stopped",
+        _configure_plot,
+        _run_plot,
+    ),
     "sft": Command(
         "build a tiny policy: tokenizer, model, supervised warm start (unset options: the "
         "default policy's recipe)",

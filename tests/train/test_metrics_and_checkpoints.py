@@ -120,3 +120,21 @@ def test_raising_iterations_on_a_cosine_resume_says_the_schedule_changed(tiny_po
     more = load_config(None, tiny_overrides(tiny_policy_dir, tmp_path, iterations=2, **cosine))
     Trainer(more, resume=True, log=lines.append)
     assert any("cosine schedule now spans 2 iterations (it spanned 1)" in ln for ln in lines)
+
+
+def test_a_wandb_error_while_logging_turns_wandb_off_and_training_logs_on(tmp_path, monkeypatch):
+    pytest.importorskip("wandb")
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    log = MetricsLogger(tmp_path, tensorboard=False, wandb=True)
+    assert log._wandb is not None
+
+    def broken(*_a, **_k):
+        raise RuntimeError("the W&B service went away")
+
+    monkeypatch.setattr(log._wandb, "log", broken)
+    with pytest.warns(UserWarning, match="Weights & Biases logging disabled: the W&B service"):
+        log.log({"kind": "train", "iteration": 1, "x": 1.0})
+    log.log({"kind": "train", "iteration": 2, "x": 2.0})
+    log.close()
+    assert [r["x"] for r in read_metrics(tmp_path / "metrics.jsonl")] == [1.0, 2.0]

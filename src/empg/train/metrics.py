@@ -7,6 +7,7 @@ keeps every finished iteration; on resume, records past the checkpoint are dropp
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -59,7 +60,7 @@ class MetricsLogger:
                 import wandb as wb
 
                 os.environ.setdefault("WANDB_MODE", "offline")
-                self._wandb = wb.init(dir=str(run_dir), config=config, reinit=True)
+                self._wandb = wb.init(dir=str(run_dir), config=config, reinit=_reinit(wb))
             except Exception as e:  # wandb missing or failing must not stop training
                 warnings.warn(f"Weights & Biases logging disabled: {e}", stacklevel=2)
 
@@ -85,7 +86,13 @@ class MetricsLogger:
                     self._tb.add_scalar(k, v, step)
             self._tb.flush()
         if self._wandb is not None:
-            self._wandb.log(numeric, step=step)
+            try:
+                self._wandb.log(numeric, step=step)
+            except Exception as e:  # as at start-up: W&B failing must not stop training
+                warnings.warn(f"Weights & Biases logging disabled: {e}", stacklevel=2)
+                with contextlib.suppress(Exception):
+                    self._wandb.finish(exit_code=1)
+                self._wandb = None
 
     def close(self, failed: bool = False) -> None:
         """Close the TensorBoard writer and finish the W&B run (marked failed with
@@ -110,3 +117,14 @@ def read_metrics(path: Path) -> list[dict[str, Any]]:
         if isinstance(record, dict):
             out.append(record)
     return out
+
+
+def _reinit(wb: Any) -> str | bool:
+    """``wandb.init``'s setting that finishes a run still open in this process (a second
+    trainer in one process): ``"finish_previous"`` where the installed wandb knows it (the
+    boolean is deprecated there), else the older ``True``."""
+    try:
+        wb.Settings(reinit="finish_previous")
+    except Exception:
+        return True
+    return "finish_previous"

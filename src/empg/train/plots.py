@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+import os
 from pathlib import Path
 
 from empg.train.metrics import read_metrics
@@ -18,24 +20,41 @@ PANELS = {
 
 
 def _series(records, key: str) -> dict[str, tuple[list[int], list[float]]]:
+    """Every metric matching ``key`` (a glob) as (iterations, values). A row of the kind that
+    logs the metric (train or eval) without a finite value for it, such as a skipped update,
+    contributes NaN, so the line breaks there instead of joining across the gap."""
     import fnmatch
 
-    out: dict[str, tuple[list[int], list[float]]] = {}
+    kinds: dict[str, set] = {}
     for r in records:
         for k, v in r.items():
-            if fnmatch.fnmatch(k, key) and isinstance(v, int | float) and v is not None:
-                xs, ys = out.setdefault(k, ([], []))
+            if fnmatch.fnmatch(k, key) and _number(v) is not None:
+                kinds.setdefault(k, set()).add(r.get("kind"))
+    out: dict[str, tuple[list[int], list[float]]] = {}
+    for k in kinds:
+        xs, ys = out.setdefault(k, ([], []))
+        for r in records:
+            if r.get("kind") in kinds[k] and isinstance(r.get("iteration", 0), int):
+                v = _number(r.get(k))
                 xs.append(int(r.get("iteration", 0)))
-                ys.append(float(v))
+                ys.append(math.nan if v is None else v)
     return out
 
 
-def plot_run(run_dir: str | Path) -> list[Path]:
-    """Write ``run_dir/plots/<panel>.png`` for every panel with data; return the paths."""
-    import matplotlib
+def _number(v: object) -> float | None:
+    """``v`` as a finite float, or None (a missing value, null, NaN, inf or a non-number)."""
+    if isinstance(v, bool) or not isinstance(v, int | float):
+        return None
+    return float(v) if math.isfinite(v) else None
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+
+def plot_run(run_dir: str | Path) -> list[Path]:
+    """Write ``run_dir/plots/<panel>.png`` for every panel with data; return the paths.
+
+    Draws on matplotlib ``Figure`` objects with the Agg canvas, without pyplot, so the
+    caller's matplotlib backend (a notebook's inline one, say) is left as it was."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
 
     run_dir = Path(run_dir)
     path = run_dir / "metrics.jsonl"
@@ -51,7 +70,9 @@ def plot_run(run_dir: str | Path) -> list[Path]:
             series.update(_series(records, key))
         if not series:
             continue
-        fig, ax = plt.subplots(figsize=(6, 3.5))
+        fig = Figure(figsize=(6, 3.5))
+        FigureCanvasAgg(fig)
+        ax = fig.add_subplot()
         for name, (xs, ys) in sorted(series.items()):
             ax.plot(xs, ys, marker="o" if len(xs) < 30 else None, ms=3, label=name)
         ax.set_xlabel("iteration")
@@ -60,7 +81,11 @@ def plot_run(run_dir: str | Path) -> list[Path]:
         ax.legend(fontsize=7)
         fig.tight_layout()
         target = out_dir / f"{panel}.png"
-        fig.savefig(target, dpi=90)
-        plt.close(fig)
+        tmp = out_dir / f".{panel}.{os.getpid()}.png"  # a viewer never sees half a file
+        try:
+            fig.savefig(tmp, dpi=90)
+            os.replace(tmp, target)
+        finally:
+            tmp.unlink(missing_ok=True)
         written.append(target)
     return written

@@ -484,7 +484,7 @@ class Trainer:
     def run(self) -> TrainResult:
         """Evaluate, train up to ``iterations``, evaluate again; returns before and after.
         An exception (divergence, NaN in an evaluation, Ctrl-C) still closes the TensorBoard
-        writer and marks the W&B run failed before it propagates."""
+        writer, marks the W&B run failed and plots what was logged before it propagates."""
         try:
             return self._run()
         except BaseException:
@@ -492,7 +492,10 @@ class Trainer:
                 self.metrics.close(failed=True)
             raise
         finally:
-            self._unlock()
+            try:
+                self._plot()
+            finally:
+                self._unlock()
 
     def _run(self) -> TrainResult:
         cfg = self.cfg
@@ -550,15 +553,22 @@ class Trainer:
         self.log(f"[empg] before RL: {_fmt(result.before, cfg)}")
         self.log(f"[empg] after  RL: {_fmt(result.after, cfg)}")
         self.metrics.close()
+        return result
+
+    def _plot(self) -> None:
+        """PNG plots of what metrics.jsonl holds, also after a run that stopped with an error;
+        a failure to plot is reported, never raised (the run's results are written)."""
         try:
             from empg.train.plots import plot_run
 
             paths = plot_run(self.run_dir)
-            if paths:
-                self.log(f"[empg] plots in {paths[0].parent}")
         except ImportError:
             self.log("[empg] matplotlib not installed: no plots")
-        return result
+        except Exception as e:
+            self.log(f"[empg] warning: plots not written: {type(e).__name__}: {e}")
+        else:
+            if paths:
+                self.log(f"[empg] plots in {paths[0].parent}")
 
 
 def saved_config(run_dir: str | Path) -> dict[str, Any]:
