@@ -493,3 +493,35 @@ def test_task_types_restricts_the_mix():
         HouseholdEnv(task_types=[])
     # one type named as a string (`empg play --arg task_types=...`), not its characters
     assert HouseholdEnv(task_types="pick_and_place_simple").task_types == ["pick_and_place_simple"]
+    # a generator is read once (it used to pass the check empty and fail at reset)
+    gen = HouseholdEnv(task_types=(t for t in ["pick_two_obj_and_place"]))
+    assert gen.reset(seed=3)[1]["task_type"] == "pick_two_obj_and_place"
+    with pytest.raises(ValueError, match="task_types must be a non-empty list"):
+        HouseholdEnv(task_types=(t for t in []))
+
+
+def test_a_set_of_task_types_gives_every_process_the_same_tasks():
+    import subprocess
+    import sys
+
+    code = (
+        "from empg.envs.household import HouseholdEnv\n"
+        "e = HouseholdEnv(task_types={'pick_two_obj_and_place', 'look_at_obj_in_light',"
+        " 'pick_heat_then_place_in_recep', 'pick_and_place_simple'})\n"
+        "print([e.reset(seed=s)[1]['task_type'] for s in range(4)])"
+    )
+    seen = set()
+    for hash_seed in ("1", "2", "3", "4"):
+        env = {**os.environ, "PYTHONHASHSEED": hash_seed}
+        out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+        assert out.returncode == 0, out.stderr
+        seen.add(out.stdout)
+    assert len(seen) == 1
+    assert seen.pop().strip() == str(
+        [
+            "look_at_obj_in_light",
+            "pick_and_place_simple",
+            "pick_heat_then_place_in_recep",
+            "pick_two_obj_and_place",
+        ]
+    )

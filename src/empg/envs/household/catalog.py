@@ -25,8 +25,8 @@ OPENABLE: frozenset[str] = frozenset({"cabinet", "drawer", "fridge", "microwave"
 #: The receptacle kind that performs each transformation (ALFWorld's PDDL domain).
 CLEANER, HEATER, COOLER = "sinkbasin", "microwave", "fridge"
 
-#: Lamp kinds for ``look_at_obj_in_light``: a desklamp stands on a receptacle, a floorlamp
-#: next to one.
+#: Lamp kinds for ``look_at_obj_in_light``: a desklamp stands on a receptacle, a floorlamp in
+#: or on one (``scene._place_lamp``).
 LAMPS: tuple[str, ...] = ("desklamp", "floorlamp")
 DESKLAMP_HOSTS: tuple[str, ...] = ("desk", "sidetable", "dresser")
 

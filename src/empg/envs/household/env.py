@@ -37,13 +37,18 @@ class HouseholdEnv(TextEnv):
         expert_search_lamp: bool = False,
     ) -> None:
         """``task_types`` restricts the task mix: seed ``s`` plays ``task_types[s % n]`` (for
-        curricula and small CPU jobs); None keeps the benchmark's own mix.
+        curricula and small CPU jobs); None keeps the benchmark's own mix. A set is taken in
+        sorted order, so that a seed is the same task in every process.
         ``expert_search_lamp``: the scripted expert (``expert_action``) searches for the light
         task's lamp instead of taking its place from the true state; the game is the same."""
         super().__init__()
         self.split = check_split(split)
         if isinstance(task_types, str):  # one type, not a sequence of its characters
             task_types = [task_types]
+        elif isinstance(task_types, set | frozenset):  # its order differs between processes
+            task_types = sorted(task_types)
+        elif task_types is not None:
+            task_types = list(task_types)  # a generator is read once, here
         if task_types is not None:
             bad = [t for t in task_types if t not in TASK_TYPES]
             if bad or not task_types:

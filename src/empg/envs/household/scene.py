@@ -87,7 +87,7 @@ class Scene:
     room_type: str
     #: (receptacle kind, count) for every kind present, sorted by kind
     layout: tuple[tuple[str, int], ...]
-    #: sorted by (kind, number); this is also the order of the opening room description
+    #: sorted by (kind, number); the opening room description uses ``text.display_order``
     receptacles: tuple[Receptacle, ...]
     #: sorted by (kind, number)
     objects: tuple[Item, ...]
