@@ -501,9 +501,6 @@ def test_task_types_restricts_the_mix():
 
 
 def test_a_set_of_task_types_gives_every_process_the_same_tasks():
-    import subprocess
-    import sys
-
     code = (
         "from empg.envs.household import HouseholdEnv\n"
         "e = HouseholdEnv(task_types={'pick_two_obj_and_place', 'look_at_obj_in_light',"
