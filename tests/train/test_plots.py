@@ -58,6 +58,10 @@ def test_plotting_leaves_the_callers_matplotlib_backend_alone(tmp_path):
     assert sorted(p.name for p in paths) == ["grad_norm.png", "success.png"]
     assert all(p.read_bytes().startswith(b"\x89PNG") for p in paths)
     assert sorted(p.name for p in (tmp_path / "plots").iterdir()) == sorted(p.name for p in paths)
+    # a later run in the folder without a panel's metrics leaves no stale picture of it
+    _write(tmp_path / "metrics.jsonl", _run_records()[:1])
+    assert [p.name for p in plot_run(tmp_path)] == ["success.png"]
+    assert [p.name for p in (tmp_path / "plots").iterdir()] == ["success.png"]
 
 
 def test_cli_plot_draws_a_run_folder_and_refuses_other_folders(tmp_path, capsys):

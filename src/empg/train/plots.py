@@ -68,7 +68,8 @@ def plot_run(run_dir: str | Path) -> list[Path]:
         series = {}
         for key in keys:
             series.update(_series(records, key))
-        if not series:
+        if not series:  # and no earlier run's picture left to look current
+            (out_dir / f"{panel}.png").unlink(missing_ok=True)
             continue
         fig = Figure(figsize=(6, 3.5))
         FigureCanvasAgg(fig)
