@@ -169,6 +169,14 @@ def test_game_path_folder_and_registry(cache, tmp_path):
     env.close()  # twice is fine
     with pytest.raises(ResetNeeded):  # a closed environment needs a reset, not a traceback
         env.step("look")
+    # a game's .json alone plays without any text; any other file is no game either
+    with pytest.raises(InputError, match=r"pass its \.z8 file"):
+        TextWorldEnv(game_path=folder / "tw-cooking-go1+recipe1+take1-seed0.json")
+    (folder / "README.json").write_text("{}")  # not taken for a game in a folder
+    assert len(TextWorldEnv(game_path=folder)._games) == 2
+    (folder / "notes.txt").write_text("")
+    with pytest.raises(InputError, match="not a TextWorld game file"):
+        TextWorldEnv(game_path=folder / "notes.txt")
     # a .z8 without its .json, or an ALFWorld game, is refused with what to do instead
     (folder / "tw-cooking-go1+recipe1+take1-seed1.json").unlink()
     with pytest.raises(InputError, match=r"no .*seed1\.json beside it"):
@@ -197,6 +205,11 @@ def test_meta_commands_never_reach_the_interpreter(cache):
     res = env.step("look. inventory")  # two moves in one step: refused
     assert res.observation == "Please give one command at a time."
     assert res.info == before
+    # TextWorld's framework commands would show the hidden state or change later observations
+    for framework in ("print_state", "enable print state option", "tw-extra-infos description"):
+        res = env.step(framework)
+        assert res.observation == META_REPLY and res.info == before, framework
+    assert "-=STATE START=-" not in env.step("look").observation
     res = env.step(env.expert_action() + ".")  # one trailing full stop is one command
     assert res.observation not in (META_REPLY, CHAIN_REPLY) and res.info != before
     while not (res.terminated or res.truncated):  # the expert still wins from where it was
@@ -217,6 +230,15 @@ def test_meta_commands_never_reach_the_interpreter(cache):
         ("take apple. go north", CHAIN_REPLY),
         ("take apple then go north", CHAIN_REPLY),
         ("take apple..", None),
+        ("prepare meal, eat meal", CHAIN_REPLY),  # Inform ran both
+        ("print_state", META_REPLY),  # TextWorld's framework commands
+        ("enable  print state option", META_REPLY),
+        ("tw-extra-infos description", META_REPLY),
+        ("TW-PRINT max_score", META_REPLY),
+        ("look.tw-print version", META_REPLY),
+        ("restrict commands", META_REPLY),
+        ("examine tw-shaped key", META_REPLY),  # no TextWorld object name starts with tw-
+        ("examine two-way key", None),
     ],
 )
 def test_command_check(command, reply):
@@ -242,6 +264,8 @@ def test_configuration_errors(cache, tmp_path):
         generate_game("tw-cooking", 7, tmp_path, timeout=0.05, **COOKING)
     with pytest.raises(InputError, match="seed must be a non-negative int"):
         generate_game("tw-cooking", -1, tmp_path)
+    with pytest.raises(InputError, match=r"seed must be below 2\*\*32"):
+        generate_game("tw-cooking", 2**32, tmp_path)
 
 
 def test_sanitize_and_clean_helpers():

@@ -12,8 +12,8 @@ game file) and are cached on disk under ``cache_dir`` (default ``~/.cache/empg/t
 ``$EMPG_CACHE_DIR/textworld``, the root the default policies use too); generation takes a few
 seconds, a cached game loads in milliseconds.
 
-With ``game_path`` pointing to several games (a folder is searched for ``*.z8`` files with
-their ``.json`` beside them and for ``.json`` games; ALFWorld ``.tw-pddl`` games are refused),
+With ``game_path`` pointing to several games (a folder is searched for ``*.z8`` files, each
+with its ``.json`` beside it; ``.json`` files alone and ALFWorld ``.tw-pddl`` games are refused),
 ``reset(seed=s)`` plays game ``s % n`` in sorted order; with one file every seed plays that
 game.
 
@@ -138,6 +138,8 @@ def generate_game(
         )
     if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
         raise InputError(f"seed must be a non-negative int, got {seed!r}")
+    if seed >= 2**32:  # tw-make seeds numpy's generator
+        raise InputError(f"seed must be below 2**32 for tw-make, got {seed}")
     from textworld import __version__ as tw_version
 
     # one folder per TextWorld version, also under an explicit out_dir: another version's
@@ -183,22 +185,26 @@ def _find_games(game_path: str | os.PathLike[str] | Sequence[str | os.PathLike[s
     games: list[Path] = []
     for p in map(Path, paths):
         if p.is_dir():
-            z8 = sorted(p.glob("*.z8"))
-            stems = {g.stem for g in z8}
-            others = [g for g in sorted(p.glob("*.json")) if g.stem not in stems]
-            games += z8 + others
+            games += sorted(p.glob("*.z8"))
         elif p.is_file():
             games.append(p)
         else:
             raise InputError(f"game_path {str(p)!r} does not exist")
     if not games:
-        raise InputError(f"no TextWorld game (*.z8 with its .json, *.json) found in {game_path!r}")
+        raise InputError(f"no TextWorld game (*.z8 with its .json) found in {game_path!r}")
     for g in games:
         if g.suffix == ".tw-pddl":
             raise InputError(
                 f"{g} is an ALFWorld/PDDL game: play it with make('alfworld', game_files=[...]) "
                 "(TextWorldEnv would give it no task, no score and mangled names)"
             )
+        if g.suffix == ".json":  # TextWorld plays it without any text
+            raise InputError(
+                f"{g} is a game's description, not the game: pass its .z8 file, which the "
+                ".json must lie beside"
+            )
+        if g.suffix != ".z8":
+            raise InputError(f"{g} is not a TextWorld game file (*.z8 with its .json beside it)")
         if g.suffix == ".z8" and not g.with_suffix(".json").is_file():
             raise InputError(
                 f"{g} has no {g.with_suffix('.json').name} beside it: TextWorld needs that file "
@@ -214,18 +220,26 @@ META_VERBS = frozenset(
     {"restart", "quit", "q", "save", "restore", "undo", "script", "unscript", "transcript"}
 )
 META_REPLY = "That command is not available in this game."
-#: Inform runs "a. b" and "a then b" as two commands in one step, which the step's bookkeeping
-#: (one action, one score change) does not describe
+#: TextWorld's own commands compiled into its games, for its framework, not for players: they
+#: print the hidden state ("print_state"), add extra text to every later observation
+#: ("tw-extra-infos ...", "enable print state option") or change the rules ("restrict
+#: commands"), so they are answered like the meta verbs
+_FRAMEWORK = re.compile(
+    r"(?:^|[\s.,])tw-|print_state|print state option|restrict commands", re.IGNORECASE
+)
+#: Inform runs "a. b", "a, b" and "a then b" as two commands in one step, which the step's
+#: bookkeeping (one action, one score change) does not describe
 CHAIN_REPLY = "Please give one command at a time."
-_CHAIN = re.compile(r"\.|\bthen\b", re.IGNORECASE)
+_CHAIN = re.compile(r"[.,]|\bthen\b", re.IGNORECASE)
 
 
 def command_check(command: str) -> str | None:
     """The reply for a command that must not reach the interpreter, or None to play it: a meta
-    verb anywhere in it (Inform also obeys "restart." and "look. restart"), or several
-    commands chained with "." or "then" (one trailing full stop is allowed)."""
+    verb anywhere in it (Inform also obeys "restart." and "look. restart") or one of
+    TextWorld's framework commands, or several commands chained with ".", "," or "then" (one
+    trailing full stop is allowed)."""
     words = re.findall(r"[a-z]+", command.lower())
-    if any(w in META_VERBS for w in words):
+    if any(w in META_VERBS for w in words) or _FRAMEWORK.search(" ".join(command.split())):
         return META_REPLY
     if _CHAIN.search(command.rstrip(" .")):
         return CHAIN_REPLY
