@@ -204,3 +204,55 @@ def test_thread_pool_of_real_engines_all_win(data_dir):
             out = pool.step([move] * 4)
         assert all(r.info["won"] and r.terminated and "error" not in r.info for r in out)
         assert pool.stats.steps == 4 * len(EXPERT_WALKTHROUGH) and pool.stats.errors == 0
+
+
+def _planner_copies() -> int:
+    """Mappings of fast-downward's library in this process (each PddlEnv loads a copy)."""
+    return sum("libdownward" in line for line in Path("/proc/self/maps").read_text().splitlines())
+
+
+@pytest.mark.skipif(not Path("/proc/self/maps").exists(), reason="needs Linux /proc")
+def test_changing_games_does_not_load_a_planner_copy_per_game(data_dir):
+    """Each TextWorld PddlEnv loads its own copy of fast-downward's library and never unloads
+    it: a new engine per game grew a process by about 1 MB a game."""
+    env = AlfWorldEnv(data_dir, "train")
+    env.reset(seed=0)
+    one = _planner_copies()
+    for seed in range(1, 11):  # two games, alternating: a new engine every reset
+        env.reset(seed=seed)
+    assert _planner_copies() <= one
+    res = None
+    for _ in range(len(EXPERT_WALKTHROUGH)):  # the game still plays to its win
+        res = env.step(env.expert_action())
+        if res.terminated:
+            break
+    assert res is not None and res.info["won"]
+    env.close()
+    again = AlfWorldEnv(data_dir, "train")  # takes up the closed environment's engine
+    for seed in range(4):
+        again.reset(seed=seed)
+    assert _planner_copies() <= one
+    again.close()
+
+
+def test_task_types_as_one_string_or_a_generator(data_dir):
+    one = AlfWorldEnv(data_dir, "train", task_types="pick_and_place_simple")
+    assert len(one.games) == 2
+    gen = AlfWorldEnv(data_dir, "train", task_types=(t for t in ["pick_and_place_simple"]))
+    assert gen.games == one.games
+
+
+def test_missing_or_damaged_data_is_named(data_dir, tmp_path, monkeypatch):
+    monkeypatch.setenv("ALFWORLD_DATA", str(tmp_path / "nowhere"))
+    for _ in range(2):  # the same answer every time (importing alfworld sets the variable)
+        with pytest.raises(InputError, match="alfworld-download"):
+            AlfWorldEnv(split="train")
+    src = data_dir / "json_2.1.1" / "train" / TASK_DIR / "trial_T0001"
+    trial = tmp_path / "d" / "train" / TASK_DIR / "trial_T0001"
+    shutil.copytree(src, trial)
+    (trial / "game.tw-pddl").write_text("version https://git-lfs.github.com/spec/v1\n")
+    with pytest.raises(InputError, match=r"cannot read .*game\.tw-pddl"):
+        AlfWorldEnv(tmp_path / "d", "train")
+    (trial / "traj_data.json").unlink()
+    with pytest.raises(InputError, match=r"without a traj_data\.json beside them"):
+        AlfWorldEnv(game_files=[trial / "game.tw-pddl"])

@@ -8,10 +8,11 @@ shuffling + the hand-coded expert ``HandCodedTWAgent``) over a data folder in AL
     DATA_DIR/[json_2.1.1/]<split>/<task folder>/<trial folder>/game.tw-pddl
                                                                traj_data.json
 
-``reset(seed=s)`` plays game ``s % n`` of the split, games in sorted path order (``seed=None``
-plays game 0). Like ALFWorld, folders whose path contains ``movable`` or ``Sliced`` and games
-whose ``game.tw-pddl`` lacks ``"solvable": true`` are skipped (``require_solvable=False`` keeps
-the latter).
+``DATA_DIR`` defaults to ``$ALFWORLD_DATA`` or ALFWorld's ``~/.cache/alfworld``, where
+``alfworld-download`` puts the games. ``reset(seed=s)`` plays game ``s % n`` of the split,
+games in sorted path order (``seed=None`` plays game 0). Like ALFWorld, folders whose path
+contains ``movable`` or ``Sliced`` and games whose ``game.tw-pddl`` lacks ``"solvable": true``
+are skipped (``require_solvable=False`` keeps the latter).
 
 Files the engine reads (what an exporter must write; :func:`write_game` writes both):
 
@@ -67,6 +68,11 @@ TASK_TYPES = (
     "pick_two_obj_and_place",
 )
 EXPERTS = ("handcoded", "planner")
+DOWNLOAD_HINT = (
+    "ALFWorld's games come from `alfworld-download` (pip install 'empg[alfworld]'), which "
+    "writes them to $ALFWORLD_DATA/json_2.1.1/<split>/ (default ~/.cache/alfworld); pass "
+    "data_dir=... or set ALFWORLD_DATA for another folder"
+)
 _EXPERT_RANDOM_LOCK = threading.Lock()
 
 
@@ -127,7 +133,7 @@ def find_games(
         have = sorted(p.name for p in root.iterdir() if p.is_dir()) if root.is_dir() else []
         raise InputError(
             f"ALFWorld split folder {str(split_dir)!r} does not exist; splits found under "
-            f"{str(root)!r}: {', '.join(have) or '(none)'}"
+            f"{str(root)!r}: {', '.join(have) or '(none)'}. {DOWNLOAD_HINT}"
         )
     wanted = set(task_types or TASK_TYPES)
     games: list[Path] = []
@@ -139,10 +145,8 @@ def find_games(
             continue
         if _task_type_of(game) not in wanted:
             continue
-        if require_solvable:
-            with open(game, encoding="utf-8") as fh:
-                if json.load(fh).get("solvable") is not True:
-                    continue
+        if require_solvable and _read_json(game).get("solvable") is not True:
+            continue
         games.append(game)
     return games
 
@@ -153,8 +157,40 @@ def _task_type_of(game: Path) -> str:
     prefix = game.parent.parent.name.split("-", 1)[0]
     if prefix in TASK_TYPES:
         return prefix
-    with open(game.parent / "traj_data.json", encoding="utf-8") as fh:
-        return str(json.load(fh).get("task_type", "unknown"))
+    return str(_read_json(game.parent / "traj_data.json").get("task_type", "unknown"))
+
+
+#: Engines (``PddlEnv`` + demangler) no environment is using, by whether they report the
+#: planner's plan. Every ``PddlEnv`` loads its own copy of fast-downward's library (about 1 MB
+#: resident, a 33 MB mapping), which TextWorld never unloads, and unloading it by hand crashes
+#: the process once other threads have used it; so engines are reused instead (``load`` starts
+#: a game from scratch): a process keeps as many as it ever had open at once, not one per game.
+_IDLE_ENGINES: dict[bool, list[Any]] = {False: [], True: []}
+_IDLE_LOCK = threading.Lock()
+
+
+def _take_idle(planner: bool) -> Any | None:
+    with _IDLE_LOCK:
+        idle = _IDLE_ENGINES[planner]
+        return idle.pop() if idle else None
+
+
+def _put_idle(planner: bool, engine: Any) -> None:
+    with _IDLE_LOCK:
+        _IDLE_ENGINES[planner].append(engine)
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    """A JSON object from ``path``; an :class:`InputError` naming the file when it is not one
+    (a truncated download, a git-lfs pointer)."""
+    try:
+        with open(path, encoding="utf-8") as fh:
+            data = json.load(fh)
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise InputError(f"cannot read {str(path)!r}: {type(exc).__name__}: {exc}") from exc
+    if not isinstance(data, dict):
+        raise InputError(f"{str(path)!r} holds a JSON {type(data).__name__}, not an object")
+    return data
 
 
 @contextmanager
@@ -170,16 +206,13 @@ def _seeded_expert_random(module: Any, rng: random.Random) -> Iterator[None]:
 
 
 def _load_game_data(game: Path) -> dict[str, Any]:
-    with open(game, encoding="utf-8") as fh:
-        data = json.load(fh)
+    data = _read_json(game)
     missing = [k for k in ("pddl_domain", "grammar", "pddl_problem") if k not in data]
     if missing:
         raise InputError(f"{str(game)!r} lacks the keys {missing} (see empg.envs.alfworld docs)")
     if "UNKNOWN GOAL" in data["grammar"]:
-        with open(game.parent / "traj_data.json", encoding="utf-8") as fh:
-            data["grammar"] = data["grammar"].replace(
-                "UNKNOWN GOAL", task_description(json.load(fh))
-            )
+        traj = _read_json(game.parent / "traj_data.json")
+        data["grammar"] = data["grammar"].replace("UNKNOWN GOAL", task_description(traj))
     return data
 
 
@@ -211,15 +244,15 @@ class AlfWorldEnv(TextEnv):
         game_files: Sequence[str | os.PathLike[str]] | None = None,
     ) -> None:
         super().__init__()
-        user_data = os.environ.get("ALFWORLD_DATA")  # read before alfworld.info sets a default
         self._alf = _import_alfworld()
         if data_dir is None and game_files is None:
-            data_dir = user_data
-            if not data_dir:
-                raise ConfigError(
-                    "AlfWorldEnv needs data_dir=... (a folder with json_2.1.1/<split>/...) or "
-                    "the ALFWORLD_DATA environment variable"
-                )
+            # as ALFWorld itself: $ALFWORLD_DATA, which importing alfworld sets to its default
+            # (~/.cache/alfworld, where alfworld-download writes) when the user has not
+            data_dir = os.environ.get("ALFWORLD_DATA") or "~/.cache/alfworld"
+        if isinstance(task_types, str):  # one type, not a sequence of its characters
+            task_types = [task_types]
+        elif task_types is not None:
+            task_types = list(task_types)  # a generator is read once, here
         if expert not in EXPERTS:
             raise ConfigError(f"expert must be one of {EXPERTS}, got {expert!r}")
         if not isinstance(max_steps, int) or max_steps < 1:
@@ -236,6 +269,9 @@ class AlfWorldEnv(TextEnv):
             missing = [str(g) for g in self.games if not g.is_file()]
             if missing:
                 raise InputError(f"game_files do not exist: {missing}")
+            alone = [str(g) for g in self.games if not (g.parent / "traj_data.json").is_file()]
+            if alone:  # the task and the expert's targets come from it
+                raise InputError(f"game_files without a traj_data.json beside them: {alone}")
         else:
             assert self.data_dir is not None
             self.games = find_games(
@@ -245,7 +281,8 @@ class AlfWorldEnv(TextEnv):
             where = str(_data_root(self.data_dir) / split) if self.data_dir else "game_files"
             raise InputError(
                 f"no playable ALFWorld game in {where!r} "
-                "(need <task>/<trial>/game.tw-pddl + traj_data.json, marked solvable)"
+                "(need <task>/<trial>/game.tw-pddl + traj_data.json, marked solvable); "
+                + DOWNLOAD_HINT
             )
         tw = self._alf["textworld"]
         self._infos = tw.EnvInfos(
@@ -264,15 +301,19 @@ class AlfWorldEnv(TextEnv):
         if self._game == game and self._engine is not None:
             return
         self.close()
-        with ENGINE_LOCK:
-            engine = self._alf["PddlEnv"](self._infos)
-            engine = self._alf["AlfredDemangler"](shuffle=False)(engine)
+        planner = self.expert == "planner"
+        engine = _take_idle(planner)
+        if engine is None:
+            with ENGINE_LOCK:
+                engine = self._alf["PddlEnv"](self._infos)
+                engine = self._alf["AlfredDemangler"](shuffle=False)(engine)
         try:
             with ENGINE_LOCK:
                 engine.load(_load_game_data(game))
-        except InputError:
-            raise
-        except Exception as exc:
+        except BaseException as exc:
+            _put_idle(planner, engine)  # load() starts from scratch: the engine is reusable
+            if isinstance(exc, InputError) or not isinstance(exc, Exception):
+                raise
             raise InputError(
                 f"TextWorld's PDDL engine could not load {str(game)!r} "
                 f"({type(exc).__name__}: {exc}). Check the problem against ALFWorld's domain; a "
@@ -353,11 +394,13 @@ class AlfWorldEnv(TextEnv):
         self._needs_reset = True  # step() now raises ResetNeeded, not an AttributeError
         self._state = None
         if self._engine is not None:
+            engine = self._engine
             try:
-                self._engine.close()
+                engine.close()
             finally:
                 self._engine = None
                 self._game = None
+                _put_idle(self.expert == "planner", engine)
 
 
 def write_game(
