@@ -10,6 +10,7 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 from collections import Counter
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -171,6 +172,12 @@ def test_em_and_f1_hand_computed():
     assert f1_score("cat cat", ["cat"]) == pytest.approx(2 / 3)
     assert f1_score("dog", ["cat", "dog house"]) == pytest.approx(2 / 3)
     assert f1_score("", ["cat"]) == 0.0
+    # Unicode forms: a combining umlaut, full-width letters, a case-folded sharp s
+    assert exact_match("Zu\u0308rich", ["Z\u00fcrich"]) == 1.0
+    assert exact_match("\uff21\uff50\uff50\uff4c\uff45", ["Apple"]) == 1.0
+    assert exact_match("STRASSE", ["stra\u00dfe"]) == 1.0
+    # an answer that normalises to nothing matches nothing, not even such a gold answer
+    assert exact_match("the", ["A"]) == 0.0 and exact_match(".", ["The The"]) == 0.0
 
 
 def test_env_reward_is_em_and_info_f1():
@@ -180,6 +187,10 @@ def test_env_reward_is_em_and_info_f1():
     res = env.step(f"answer[ the {gold.upper()}. ]")
     assert (res.reward, res.terminated, res.info["won"], res.info["f1"]) == (1.0, True, True, 1.0)
     assert res.info["answers"] == [gold]
+    for empty in ("answer[.]", "answer[\u200b]", "answer[\u202e]", "search[?!]"):
+        env.reset(seed=0)  # an answer or query without a letter or digit is no answer
+        res = env.step(empty)
+        assert res.info["action_type"] == "invalid" and not res.terminated, empty
     # a two-word answer plus one extra word: EM 0, F1 = 2*(2/3*1)/(2/3+1) = 0.8
     two_word = next(
         i for i, q in enumerate(env.questions) if len(normalize_answer(q.answers[0]).split()) == 2
@@ -467,17 +478,44 @@ class _FaultyHandler(BaseHTTPRequestHandler):
             self.wfile.write(b"garbage\r\n\r\n")
             self.close_connection = True
             return
+        if self.path == "/redirect":  # to another host, which must not be asked
+            self.send_response(302)
+            self.send_header("Location", "http://203.0.113.9/elsewhere")
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return
+        if self.path == "/trickle":  # a valid reply, one byte every 0.1 s
+            body = _reply([{"document": {"id": "1", "contents": "T\nx"}}])
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            for i in range(len(body)):
+                self.wfile.write(body[i : i + 1])
+                self.wfile.flush()
+                time.sleep(0.1)
+            return
         status, body = {
             "/500": (500, b'{"error": "boom"}'),
             "/garbage": (200, b"\x00\xffnot json at all"),
             "/shape": (200, b'{"result": {"a": 1}}'),
             "/doc": (200, b'{"result": [[{"document": {"id": 1}}]]}'),
             "/deep": (200, b"[" * 200_000),  # json.loads raises RecursionError, not a JSON error
-        }[self.path]
+            # an integer json.loads refuses to convert (a ValueError, not a JSONDecodeError)
+            "/digits": (200, b'{"result": [[{"document": {"id": 1, "contents": "T\\nx"}, '
+                        b'"score": 1' + b"0" * 5000 + b"}]]}"),
+            # 500 documents for topk=3, the first of them 200,000 characters without a newline
+            "/many": (200, _reply([{"document": {"id": str(i),
+                                                 "contents": "word " * (40_000 if i < 3 else 2)}}
+                                   for i in range(500)])),
+        }[self.path]  # fmt: skip
         self.send_response(status)
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
         self.wfile.write(body)
+
+
+def _reply(docs: list) -> bytes:
+    return json.dumps({"result": [docs]}).encode()
 
 
 @pytest.fixture(scope="module")
@@ -499,6 +537,8 @@ def faulty_url():
         ("/shape", "Search failed: unexpected response shape"),
         ("/doc", "Search failed: unexpected document"),
         ("/raw", "Search failed: BadStatusLine"),
+        ("/digits", "Search failed: malformed JSON"),
+        ("/redirect", "Search failed: the retriever answered with a redirect (302)"),
     ],
 )
 def test_server_errors_become_observations(faulty_url, path, message):
@@ -526,6 +566,31 @@ def test_timeout_and_refused_connection_become_observations():
     assert res.observation.startswith("Search failed: cannot reach"), res.observation
     with pytest.raises(RetrievalError):
         HttpRetriever(f"http://127.0.0.1:{port}/retrieve").search("x", 3)
+
+
+def test_a_reply_is_cut_to_top_k_short_titles_and_within_the_timeout(faulty_url):
+    env = SearchEnv("test_id", retriever_url=faulty_url + "/many")
+    env.reset(seed=0)
+    res = env.step("search[anything]")
+    assert res.info["retrieved_ids"] == ["0", "1", "2"]
+    assert len(res.observation) < 8_000  # 3 documents of at most 2,000 characters, short titles
+    hits = HttpRetriever(faulty_url + "/many").search("x", 3)
+    assert len(hits) == 3 and all(len(h.title) <= 200 for h in hits)
+    start = time.monotonic()
+    with pytest.raises(RetrievalError, match=r"timeout after 0\.5 s"):
+        HttpRetriever(faulty_url + "/trickle", timeout_s=0.5).search("x", 3)
+    assert time.monotonic() - start < 2.0  # the reply alone would take about 5 s
+
+
+def test_a_retriever_on_this_machine_is_reached_without_the_proxy(server, monkeypatch):
+    monkeypatch.setenv("http_proxy", "http://127.0.0.1:9")  # nothing listens there
+    monkeypatch.delenv("no_proxy", raising=False)
+    monkeypatch.delenv("NO_PROXY", raising=False)
+    import urllib.request
+
+    monkeypatch.setattr(urllib.request, "_opener", None)  # urlopen's opener, built on first use
+    hits = HttpRetriever(server.url).search(default_kb(0)[0].name, 3)
+    assert hits and hits[0].title == default_kb(0)[0].name
 
 
 def test_names_in_finds_capitalised_names_and_skips_the_environments_own_words():

@@ -390,6 +390,15 @@ def test_hostile_actions_keep_page(env):
             page = _search(env, "wool socks").observation
 
 
+def test_a_query_is_searched_as_it_is_shown(env):
+    """A zero-width space is not shown; it must not split the word the page shows either."""
+    env.reset(seed=0)
+    plain = env.step("search[lipstick]").observation
+    env.reset(seed=0)
+    hidden = env.step("search[lip\u200bstick]").observation
+    assert "No products match" not in plain and hidden == plain
+
+
 def test_empty_and_unknown_queries(env):
     env.reset(seed=0)
     res = env.step("search[ \u202e ]")

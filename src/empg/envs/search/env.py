@@ -97,6 +97,12 @@ _NOT_NAMES = frozenset(
 MAX_NAMES = 256
 
 
+def _has_word(text: str) -> bool:
+    """Whether ``text`` holds a letter or a digit: a query or answer of nothing but spaces,
+    punctuation, symbols or invisible characters counts as empty."""
+    return any(ch.isalnum() for ch in text)
+
+
 def names_in(text: str) -> list[str]:
     """The names ``text`` holds, in order of first appearance (see :data:`_NAME`)."""
     out: dict[str, None] = {}
@@ -234,8 +240,8 @@ class SearchEnv(TextEnv):
         return self._search(arg)
 
     def _answer(self, text: str) -> tuple[str, float, bool, dict[str, Any]]:
-        if not text or len(text) > MAX_QUERY_CHARS:
-            why = "empty" if not text else f"longer than {MAX_QUERY_CHARS} characters"
+        if not _has_word(text) or len(text) > MAX_QUERY_CHARS:
+            why = "empty" if not _has_word(text) else f"longer than {MAX_QUERY_CHARS} characters"
             obs = f"Invalid answer: the answer is {why}. Use answer[<your final answer>]."
             return obs, 0.0, False, self._info(won=False, f1=0.0, action_type="invalid")
         em = exact_match(text, self._q.answers)
@@ -246,8 +252,8 @@ class SearchEnv(TextEnv):
         return obs, em, True, info
 
     def _search(self, query: str) -> tuple[str, float, bool, dict[str, Any]]:
-        if not query or len(query) > MAX_QUERY_CHARS:
-            why = "empty" if not query else f"longer than {MAX_QUERY_CHARS} characters"
+        if not _has_word(query) or len(query) > MAX_QUERY_CHARS:
+            why = "empty" if not _has_word(query) else f"longer than {MAX_QUERY_CHARS} characters"
             obs = f"Invalid search: the query is {why}. Use search[<a few keywords>]."
             return obs, 0.0, False, self._info(won=False, f1=0.0, action_type="invalid")
         self._queries.append(query)

@@ -19,7 +19,9 @@ import json
 import re
 import socket
 import threading
+import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -121,11 +123,30 @@ def default_retriever(seed: int = 0) -> BM25Retriever:
     return BM25Retriever(default_passages(seed))
 
 
+class _NoRedirect(urllib.request.HTTPRedirectHandler):
+    """Refuse redirects: the client talks to the URL it was given and to no other host."""
+
+    def redirect_request(self, req, fp, code, msg, headers, newurl):
+        raise RetrievalError(f"the retriever answered with a redirect ({code}) to {newurl!r}")
+
+
+def _is_loopback(url: str) -> bool:
+    host = (urllib.parse.urlsplit(url).hostname or "").lower()
+    return host == "localhost" or host.startswith("127.") or host == "::1"
+
+
+#: the longest title kept from a document (a server's "contents" without a newline is all title)
+MAX_TITLE_CHARS = 200
+
+
 class HttpRetriever:
     """Client of a Search-R1-style retrieval server (standard library only).
 
     Every failure (timeout, refused connection, HTTP error status, malformed JSON or a reply
     of the wrong shape) is raised as :class:`RetrievalError` with a one-line reason.
+    ``timeout_s`` bounds the whole request, the reply's reading included. Redirects are
+    refused, and a server on this machine (``localhost``, ``127.x``, ``::1``) is reached
+    without the ``http_proxy`` variables. At most ``k`` documents of a reply are kept.
     """
 
     def __init__(self, url: str, *, timeout_s: float = 5.0, max_response_bytes: int = 8 << 20):
@@ -136,6 +157,10 @@ class HttpRetriever:
         self.url = url
         self.timeout_s = float(timeout_s)
         self.max_response_bytes = max_response_bytes
+        handlers: list[Any] = [_NoRedirect()]
+        if _is_loopback(url):
+            handlers.append(urllib.request.ProxyHandler({}))
+        self._opener = urllib.request.build_opener(*handlers)
 
     def search(self, query: str, k: int) -> list[Hit]:
         payload = json.dumps({"queries": [query], "topk": k, "return_scores": True})
@@ -145,9 +170,12 @@ class HttpRetriever:
             headers={"Content-Type": "application/json"},
             method="POST",
         )
+        deadline = time.monotonic() + self.timeout_s
         try:
-            with urllib.request.urlopen(req, timeout=self.timeout_s) as resp:
-                raw = resp.read(self.max_response_bytes + 1)
+            with self._opener.open(req, timeout=self.timeout_s) as resp:
+                raw = self._read(resp, deadline)
+        except RetrievalError:
+            raise
         except urllib.error.HTTPError as exc:
             raise RetrievalError(f"HTTP {exc.code} {exc.reason} from {self.url}") from None
         except TimeoutError:
@@ -159,15 +187,29 @@ class HttpRetriever:
             raise RetrievalError(f"cannot reach {self.url} ({reason})") from None
         except (OSError, ValueError, http.client.HTTPException) as exc:  # reset, bad status, ...
             raise RetrievalError(f"{type(exc).__name__} talking to {self.url} ({exc})") from None
-        if len(raw) > self.max_response_bytes:
-            raise RetrievalError(f"response larger than {self.max_response_bytes} bytes")
-        return _parse_response(raw)
+        return _parse_response(raw)[: max(0, k)]
+
+    def _read(self, resp: Any, deadline: float) -> bytes:
+        """The reply's body, read in chunks until ``deadline`` (a server trickling bytes would
+        otherwise hold the rollout for up to one socket timeout per byte)."""
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            if time.monotonic() > deadline:
+                raise RetrievalError(f"timeout after {self.timeout_s:g} s")
+            chunk = resp.read1(65536) if hasattr(resp, "read1") else resp.read(65536)
+            if not chunk:
+                return b"".join(chunks)
+            chunks.append(chunk)
+            size += len(chunk)
+            if size > self.max_response_bytes:
+                raise RetrievalError(f"response larger than {self.max_response_bytes} bytes")
 
 
 def _parse_response(raw: bytes) -> list[Hit]:
     try:
         obj: Any = json.loads(raw.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):  # too deeply nested too
+    except (UnicodeDecodeError, ValueError, RecursionError):  # also too deep, too many digits
         raise RetrievalError("malformed JSON in the retriever's response") from None
     result = obj.get("result") if isinstance(obj, dict) else None
     if not isinstance(result, list) or len(result) != 1 or not isinstance(result[0], list):
@@ -183,5 +225,7 @@ def _parse_response(raw: bytes) -> list[Hit]:
         if score is not None and (isinstance(score, bool) or not isinstance(score, (int, float))):
             raise RetrievalError(f"unexpected score {score!r:.40} in response")
         title, text = split_contents(doc["contents"])
+        if len(title) > MAX_TITLE_CHARS:  # no newline: the title is the whole document
+            title, text = title[:MAX_TITLE_CHARS], (title[MAX_TITLE_CHARS:] + " " + text).strip()
         hits.append(Hit(str(doc.get("id", "")), title, text, score))
     return hits

@@ -15,9 +15,11 @@ _PUNCT = frozenset(string.punctuation)
 def normalize_answer(text: str) -> str:
     """Lowercase, drop punctuation and the articles a/an/the, collapse whitespace.
 
-    Unicode punctuation (category P*) is dropped too, so curly quotes do not break a match.
+    Unicode punctuation (category P*) is dropped too, so curly quotes do not break a match, and
+    the text is first put in NFKC form and case-folded, so that "Zu\u0308rich" equals "Zürich"
+    and full-width "Ａｐｐｌｅ" equals "Apple" (ASCII text is only lowercased, as in SQuAD).
     """
-    text = text.lower()
+    text = unicodedata.normalize("NFKC", text).casefold()
     text = "".join(
         ch for ch in text if ch not in _PUNCT and not unicodedata.category(ch).startswith("P")
     )
@@ -26,9 +28,11 @@ def normalize_answer(text: str) -> str:
 
 
 def exact_match(prediction: str, golds: Sequence[str]) -> float:
-    """1.0 if the normalised prediction equals any normalised gold answer, else 0.0."""
+    """1.0 if the normalised prediction equals any normalised gold answer, else 0.0. A
+    prediction that normalises to nothing ("the", ".") matches nothing, not even a gold answer
+    that also normalises to nothing (SQuAD's script would count that as a match)."""
     pred = normalize_answer(prediction)
-    return float(any(pred == normalize_answer(g) for g in golds))
+    return float(bool(pred) and any(pred == normalize_answer(g) for g in golds))
 
 
 def _f1(pred_tokens: list[str], gold_tokens: list[str]) -> float:

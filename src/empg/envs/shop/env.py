@@ -102,7 +102,11 @@ class ShopEnv(TextEnv):
         if not shown:
             return self._invalid("the search query is empty")
         self._n_searches += 1
-        self._state = pg.PageState(kind="results", query=shown, results=self.index.search(query))
+        # searched without what the page cannot show either (a zero-width space would split
+        # "lip\u200bstick" into two words the shown "lipstick" does not have)
+        printable = "".join(ch for ch in query if ch.isprintable())
+        results = self.index.search(printable)
+        self._state = pg.PageState(kind="results", query=shown, results=results)
         return self._observe(), 0.0, False, self._info(valid=True)
 
     def _click(self, label: str) -> tuple[str, float, bool, dict[str, Any]]:

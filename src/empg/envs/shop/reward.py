@@ -9,8 +9,9 @@ For a purchased product ``p`` with chosen options ``o`` and a goal ``g``::
   that, as a substring of ``p``'s title, bullet points or description;
 * ``n_opt``: chosen option values that match a goal option value (exact for the ``size`` group,
   fuzzy > 85 otherwise, colours normalised first) or appear in ``p``'s title, bullets or
-  description. WebShop counts over the chosen options and does not cap the count; here it is
-  capped at ``|g.options|`` so that the reward stays in [0, 1];
+  description, capped at ``|g.options|`` so that the reward stays in [0, 1]. WebShop's
+  ``get_option_reward`` counts instead the goal options that some chosen option matches
+  (docs/env_shop.md, "Reward");
 * ``r_price``: 1 if ``p.price <= g.price_upper`` else 0;
 * ``r_type``: 1.0, lowered to 0.5 when neither the query (product type), at least two levels of
   the category breadcrumb, nor more than 20 % of the goal's name nouns match; to 0.1 when fewer
