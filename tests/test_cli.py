@@ -133,13 +133,22 @@ def test_play_unknown_env_and_bad_args(monkeypatch, capsys):
 
 def test_play_a_game_that_cannot_start_is_a_one_line_error(monkeypatch, capsys, tmp_path):
     pytest.importorskip("textworld", reason="needs: pip install 'empg[textworld]'")
-    bad = tmp_path / "bad.json"
-    bad.write_text('{"not": "a game"}')
+    bad = tmp_path / "bad.z8"
+    bad.write_bytes(b"not a z-machine file")
+    bad.with_suffix(".json").write_text('{"not": "a game"}')
     code, _, err = _run(
         monkeypatch, capsys, ["play", "textworld", "--arg", f"game_path={bad}"], ":quit\n"
     )
     assert code == 2 and err.startswith("empg play: error: cannot start a game of 'textworld'")
     assert "Traceback" not in err and len(err.strip().splitlines()) == 1
+    # a game's .json alone is refused when the environment is built
+    code, _, err = _run(
+        monkeypatch,
+        capsys,
+        ["play", "textworld", "--arg", f"game_path={bad.with_suffix('.json')}"],
+        ":quit\n",
+    )
+    assert code == 2 and "pass its .z8 file" in err and len(err.strip().splitlines()) == 1
 
 
 def test_parse_value_never_evaluates():
