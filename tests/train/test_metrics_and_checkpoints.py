@@ -138,3 +138,28 @@ def test_a_wandb_error_while_logging_turns_wandb_off_and_training_logs_on(tmp_pa
     log.log({"kind": "train", "iteration": 2, "x": 2.0})
     log.close()
     assert [r["x"] for r in read_metrics(tmp_path / "metrics.jsonl")] == [1.0, 2.0]
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="needs Linux /proc")
+def test_metrics_reach_the_disk_before_each_checkpoint(tiny_policy_dir, tmp_path, monkeypatch):
+    """After a power loss a checkpoint must not be newer than the records it continues from:
+    metrics.jsonl is fsynced before every checkpoint is written."""
+    import empg.train.trainer as trainer_mod
+
+    events: list[str] = []
+    real_fsync, real_save = os.fsync, trainer_mod.save_checkpoint
+
+    def fsync(fd):
+        if os.readlink(f"/proc/self/fd/{fd}").endswith("metrics.jsonl"):
+            events.append("fsync metrics")
+        return real_fsync(fd)
+
+    def save(*a, **k):
+        events.append("checkpoint")
+        return real_save(*a, **k)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    monkeypatch.setattr(trainer_mod, "save_checkpoint", save)
+    cfg = load_config(None, tiny_overrides(tiny_policy_dir, tmp_path, iterations=2))
+    Trainer(cfg, log=QUIET).run()
+    assert events == ["fsync metrics", "checkpoint"] * 2

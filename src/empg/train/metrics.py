@@ -94,6 +94,13 @@ class MetricsLogger:
                     self._wandb.finish(exit_code=1)
                 self._wandb = None
 
+    def sync(self) -> None:
+        """Flush ``metrics.jsonl`` to disk (``fsync``): called before each checkpoint, so that
+        after a power loss no checkpoint is newer than the records it continues from."""
+        if self.path.exists():
+            with open(self.path, "rb") as f:
+                os.fsync(f.fileno())
+
     def close(self, failed: bool = False) -> None:
         """Close the TensorBoard writer and finish the W&B run (marked failed with
         ``failed``); a second call does nothing."""

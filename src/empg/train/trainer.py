@@ -527,6 +527,7 @@ class Trainer:
                 self.log(f"[empg] eval @ {it}: {_fmt(ev, cfg)}")
             self.state["iteration"] = it
             if it % cfg.checkpoint_every == 0 or it == cfg.iterations:
+                self.metrics.sync()  # on disk before the checkpoint that covers its records
                 save_checkpoint(
                     self.run_dir,
                     it,
