@@ -78,6 +78,31 @@ def test_envs_lists_every_registered_env(monkeypatch, capsys):
     assert door.split()[1] == "yes" and door.endswith("Open the door, then go through it.")
 
 
+def test_envs_says_what_a_builtin_environment_lacks(monkeypatch, capsys):
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name == "bm25s" else real(name, *a)
+    )
+    _, out, _ = _run(monkeypatch, capsys, ["envs"])
+    rows = {line.split()[0]: line.split()[1:4] for line in out.strip().splitlines()[1:]}
+    assert rows["shop"][:3] == rows["search"][:3] == ["no", "(missing", "bm25s)"]
+    assert rows["household"][0] == "yes"
+
+
+def test_a_missing_extra_is_a_one_line_error(monkeypatch, capsys):
+    def needs_safetensors(_args):
+        raise ModuleNotFoundError("No module named 'safetensors'", name="safetensors")
+
+    monkeypatch.setitem(
+        cli.COMMANDS, "plot", cli.Command("plot", cli._configure_plot, needs_safetensors)
+    )
+    code, _, err = _run(monkeypatch, capsys, ["plot", "x"])
+    assert code == 1 and err.startswith("empg plot: error: this needs the Python package")
+    assert "pip install 'empg[train]'" in err and len(err.strip().splitlines()) == 1
+
+
 def test_envs_names_only(monkeypatch, capsys):
     code, out, _ = _run(monkeypatch, capsys, ["envs", "--names"])
     assert code == 0 and out.split() == names()

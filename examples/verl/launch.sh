@@ -8,6 +8,8 @@
 # Extra Hydra overrides are passed through, e.g. `bash launch.sh algorithm.empg.zeta=0.05`
 # or `bash launch.sh empg_env.name=alfworld` (then also EMPG_ENV=alfworld for the task files).
 # The agent loop empg_household_agent (empg_env section of the YAML) plays the episodes.
+# EMPG_VAL_SPLIT names the validation split (default: valid_seen for household and alfworld,
+# valid for shop, test_id for search); EMPG_TASKS_DIR where the task files go.
 set -euo pipefail
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 NNODES="${NNODES:-1}"
@@ -15,7 +17,12 @@ GPUS="${GPUS_PER_NODE:-8}"
 ENV_NAME="${EMPG_ENV:-household}"
 # absolute path: verl's task runner and dataloader run in Ray workers, not in this shell's cwd
 TASKS="$(mkdir -p "${EMPG_TASKS_DIR:-data/empg_tasks}" && cd "${EMPG_TASKS_DIR:-data/empg_tasks}" && pwd)"
-VAL_SPLIT="${EMPG_VAL_SPLIT:-valid_seen}"
+case "$ENV_NAME" in
+  shop) DEFAULT_VAL=valid ;;
+  search) DEFAULT_VAL=test_id ;;
+  *) DEFAULT_VAL=valid_seen ;;
+esac
+VAL_SPLIT="${EMPG_VAL_SPLIT:-$DEFAULT_VAL}"
 
 # the plug-in must load in every process: the entry point does it once empg is installed;
 # naming the module as well makes a broken install fail loudly instead of silently

@@ -19,6 +19,9 @@ import pandas as pd
 
 from empg.integrations.verl.agent_loop import task_row
 
+#: the held-out split of the built-in environments that do not call it valid_seen
+VAL_SPLITS = {"shop": "valid", "search": "test_id"}
+
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -27,8 +30,23 @@ def main() -> None:
     p.add_argument("--train", type=int, default=2400, help="training tasks (seeds 0..n-1)")
     p.add_argument("--val", type=int, default=128, help="validation tasks")
     p.add_argument("--train-split", default="train")
-    p.add_argument("--val-split", default="valid_seen")
+    p.add_argument(
+        "--val-split",
+        default=None,
+        help="default: valid_seen (household, alfworld), valid (shop), test_id (search)",
+    )
     a = p.parse_args()
+    if a.val_split is None:
+        a.val_split = VAL_SPLITS.get(a.env, "valid_seen")
+    if a.env in VAL_SPLITS or a.env == "household":  # built-in: check now, not in the GPU job
+        from empg.agent.rollout import check_env_builds
+        from empg.errors import ConfigError
+
+        for split in (a.train_split, a.val_split):
+            try:
+                check_env_builds(a.env, {"split": split})
+            except ConfigError as e:
+                p.error(str(e))
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
     for split, n in ((a.train_split, a.train), (a.val_split, a.val)):

@@ -42,8 +42,13 @@ ENV_DESCRIPTIONS = {
     "textworld": "real TextWorld games (files or generated offline); needs empg[textworld]",
     "alfworld": "real ALFWorld text engine over a json_2.1.1 data folder; needs empg[alfworld]",
 }
-# what each adapter needs importable before it can be built
-_ENV_REQUIREMENTS = {"textworld": ("textworld",), "alfworld": ("alfworld", "textworld")}
+# what each environment needs importable before it can be built
+_ENV_REQUIREMENTS = {
+    "shop": ("bm25s",),
+    "search": ("bm25s",),
+    "textworld": ("textworld",),
+    "alfworld": ("alfworld", "textworld"),
+}
 
 
 def describe_env(name: str) -> str:
@@ -492,6 +497,10 @@ COMMANDS: dict[str, Command] = {
 }
 
 
+#: the extra that installs what each command imports
+_EXTRA_FOR = {"envs": "envs", "play": "envs", "sft": "train", "plot": "train"}
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="empg", description="Entropy-Modulated Policy Gradients for LLM agents"
@@ -534,6 +543,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:  # Ctrl-C: the shell's exit status for SIGINT, no traceback
         print(f"empg {args.command}: interrupted", file=sys.stderr)
         return 130
+    except ModuleNotFoundError as exc:  # an extra that is not installed
+        if not exc.name or exc.name.split(".")[0] == "empg":
+            raise  # a broken installation of empg itself keeps its traceback
+        print(
+            f"empg {args.command}: error: this needs the Python package {exc.name!r}, which is "
+            f"not installed; pip install 'empg[{_EXTRA_FOR.get(args.command, 'train')}]' "
+            "installs what the command uses",
+            file=sys.stderr,
+        )
+        return 1
 
 
 if __name__ == "__main__":
