@@ -163,3 +163,32 @@ def test_a_folder_without_weights_is_a_config_error(tmp_path):
     ).save_pretrained(tmp_path)
     with pytest.raises(ConfigError, match="cannot load a model and tokenizer"):
         load_policy(tmp_path)
+
+
+def test_eval_of_a_checkpoint_uses_its_runs_config_and_names_damage(
+    tiny_policy_dir, tmp_path, capsys
+):
+    """`empg eval --checkpoint` plays with the run's own settings (here valid_unseen, 3 turns),
+    not the defaults, says which policy and iteration it evaluated, and damaged weights are a
+    failed run (exit 1), as in `empg train --resume`."""
+    import json
+
+    from empg import cli
+
+    run = tmp_path / "run"
+    over = tiny_overrides(tiny_policy_dir, run, iterations=1, **{"eval.splits": "[valid_unseen]"})
+    Trainer(load_config(None, over), log=QUIET).run()
+    ckpt = run / "checkpoints" / "iter_000001"
+    capsys.readouterr()
+    assert cli.main(["eval", "--checkpoint", str(ckpt), "eval.episodes=1"]) == 0
+    captured = capsys.readouterr()
+    out = json.loads(captured.out)
+    assert out["env"] == "household" and out["iteration"] == 1
+    assert out["model"] == str(ckpt / "model")
+    assert "eval/valid_unseen/success_rate" in out and "eval/valid_seen/success_rate" not in out
+    assert len(out["eval/valid_unseen/wins"]) == 1  # the override applied on top
+    assert "the run's saved config" in captured.err
+    weights = ckpt / "model" / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:100])
+    assert cli.main(["eval", "--checkpoint", str(ckpt)]) == 1
+    assert "empg eval: error: --checkpoint" in capsys.readouterr().err

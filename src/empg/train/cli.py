@@ -93,28 +93,55 @@ def interrupted_message(run_dir: str, args: argparse.Namespace) -> str:
 
 
 def configure_eval(p: argparse.ArgumentParser) -> None:
-    p.description = "Evaluate a policy (model path or a run's checkpoint) on held-out splits."
+    p.description = (
+        "Evaluate a policy (model path or a run's checkpoint) on held-out splits. A checkpoint "
+        "is evaluated with its run's saved config (environment, prompt, evaluation settings) "
+        "unless --config is given; overrides apply on top."
+    )
     p.add_argument("--config", help="YAML file (same schema as empg train)")
     p.add_argument("--checkpoint", help="a run's checkpoint folder (iter_XXXXXX) to evaluate")
     p.add_argument("overrides", nargs="*", help="key.path=value overrides, e.g. model.path=DIR")
 
 
 def run_eval(args: argparse.Namespace) -> int:
-    from empg.errors import ConfigError
-    from empg.train.config import load_config
-    from empg.train.trainer import evaluate_model
+    from empg.errors import CheckpointError, ConfigError
+    from empg.train.config import config_from_data, load_config
+    from empg.train.trainer import evaluate_model, saved_config
 
-    cfg = load_config(args.config, args.overrides)
     path = None
+    iteration: int | None = None  # of the checkpoint; None for a model path
+    cfg = None
     if args.checkpoint:
-        path = str(Path(args.checkpoint).expanduser() / "model")
+        ckpt = Path(args.checkpoint).expanduser()
+        path = str(ckpt / "model")
         if not Path(path).is_dir():
             raise ConfigError(
                 f"--checkpoint {args.checkpoint}: no model/ folder there (a run's checkpoints "
                 "are <run_dir>/checkpoints/iter_XXXXXX)"
             )
+        run_dir = ckpt.parent.parent
+        if args.config is None and (run_dir / "config.json").is_file():
+            _to_stderr(f"[empg] the run's saved config: {run_dir / 'config.json'}")
+            cfg = config_from_data(saved_config(run_dir), args.overrides)
+        state = ckpt / "trainer_state.json"
+        if state.exists():
+            try:
+                iteration = int(json.loads(state.read_text())["iteration"])
+            except (OSError, ValueError, KeyError, TypeError) as e:
+                raise CheckpointError(
+                    f"--checkpoint {args.checkpoint}: cannot read {state}: {e}"
+                ) from e
+    if cfg is None:
+        cfg = load_config(args.config, args.overrides)
     # progress on stderr, so stdout stays one JSON object
-    record = evaluate_model(cfg, path, log=_to_stderr)
+    try:
+        record = evaluate_model(cfg, path, log=_to_stderr)
+    except ConfigError as e:
+        if path is not None and "cannot load a model and tokenizer" in str(e):  # damaged weights
+            raise CheckpointError(f"--checkpoint {args.checkpoint}: {e}") from e
+        raise
+    record = {"env": cfg.env.name, "model": path or cfg.model.path, **record}
+    record["iteration"] = iteration
     print(json.dumps({k: v for k, v in record.items() if k != "kind"}, indent=2))
     return 0
 

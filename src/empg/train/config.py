@@ -339,6 +339,15 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
         if loaded is not None and not isinstance(loaded, dict):
             raise ConfigError(f"{p}: the top level must be a mapping")
         data = loaded or {}
+    return config_from_data(data, overrides)
+
+
+def config_from_data(data: dict[str, Any], overrides: list[str] | None = None) -> TrainConfig:
+    """Config from a mapping (a parsed YAML file, a run's saved ``config.json``) plus
+    ``key.path=value`` overrides; ``data`` is not changed."""
+    import copy
+
+    data = copy.deepcopy(data)
     apply_overrides(data, [_strip_train_prefix(o) for o in overrides or []])
     return from_dict(TrainConfig, data)
 
