@@ -299,3 +299,24 @@ def test_eval_checks_the_environment_before_loading_a_model(tmp_path, capsys):
 
     assert cli.main(["eval", "env.name=housheold", f"model.path={tmp_path / 'none'}"]) == 2
     assert "Did you mean 'household'" in capsys.readouterr().err  # not the missing folder
+
+
+def test_overrides_may_follow_an_option_and_a_misspelt_option_is_the_subcommands_error(capsys):
+    args = cli._parse(
+        cli.build_parser(), ["train", "a=1", "--resume", "b=2", "--config", "c.yaml", "a=3"]
+    )
+    assert args.resume and args.config == "c.yaml" and args.overrides == ["a=1", "b=2", "a=3"]
+    args = cli._parse(cli.build_parser(), ["eval", "threads=1", "--checkpoint", "x", "e=1"])
+    assert args.checkpoint == "x" and args.overrides == ["threads=1", "e=1"]
+    for argv in (["train", "--confg", "x.yaml"], ["train", "a=1", "--resume", "--seed=3"]):
+        with pytest.raises(SystemExit) as exc:
+            cli._parse(cli.build_parser(), argv)
+        assert exc.value.code == 2
+        assert (
+            capsys.readouterr()
+            .err.splitlines()[-1]
+            .startswith("empg train: error: unrecognized arguments:")
+        )
+    with pytest.raises(SystemExit):  # a subcommand without overrides takes none
+        cli._parse(cli.build_parser(), ["plot", "runs/x", "a=1"])
+    assert "empg plot: error: unrecognized arguments: a=1" in capsys.readouterr().err

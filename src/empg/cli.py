@@ -510,14 +510,29 @@ def build_parser() -> argparse.ArgumentParser:
     for name, cmd in COMMANDS.items():
         p = sub.add_parser(name, help=cmd.help, description=cmd.help)
         cmd.configure(p)
-        p.set_defaults(_run=cmd.run)
+        p.set_defaults(_run=cmd.run, _parser=p)
     return parser
+
+
+def _parse(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> argparse.Namespace:
+    """``parser.parse_args``, except that ``key=value`` overrides may also follow an option
+    (``empg train run_dir=x --resume iterations=10``); anything else left over is an error of
+    the subcommand (``empg train: error: unrecognized arguments: --confg``)."""
+    args, extra = parser.parse_known_args(argv)
+    if extra:
+        sub = getattr(args, "_parser", parser)
+        takes = hasattr(args, "overrides")
+        bad = [e for e in extra if not takes or e.startswith("-") or "=" not in e]
+        if bad:
+            sub.error(f"unrecognized arguments: {' '.join(bad)}")
+        args.overrides = [*(args.overrides or []), *extra]
+    return args
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run ``empg`` with ``argv`` (default: ``sys.argv[1:]``); returns the exit code."""
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = _parse(parser, argv)
     if not getattr(args, "_run", None):
         parser.print_help()
         return 2

@@ -136,3 +136,16 @@ def test_a_file_system_that_cannot_lock_warns_and_goes_on(tmp_path, monkeypatch)
     with pytest.warns(RuntimeWarning, match="cannot lock .*No locks available"):
         key = lock_run_dir(tmp_path / "nfs")
     unlock_run_dir(key)  # nothing held: a no-op
+
+
+def test_a_run_dir_that_cannot_be_a_folder_is_a_one_line_error(tmp_path, capsys):
+    from empg import cli
+
+    afile = tmp_path / "afile"
+    afile.write_text("")
+    for run_dir in (afile, afile / "sub"):
+        with pytest.raises(ConfigError, match="cannot create the folder"):
+            lock_run_dir(run_dir)
+        assert cli.main(["train", f"run_dir={run_dir}", "iterations=0"]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("empg train: error: run_dir") and len(err.splitlines()) == 1

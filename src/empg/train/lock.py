@@ -40,14 +40,20 @@ def lock_run_dir(run_dir: str | os.PathLike[str]) -> Path:
     naming the process that holds it. Returns the resolved folder, the key for
     :func:`unlock_run_dir`. A leading ``~`` is the user's home, as everywhere in empg."""
     folder = Path(run_dir).expanduser()
-    folder.mkdir(parents=True, exist_ok=True)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as e:  # a file of that name, a file on the way, no permission, ...
+        raise ConfigError(f"run_dir {str(run_dir)!r}: cannot create the folder ({e})") from e
     key = folder.resolve()
     if fcntl is None:
         return key
     if key in _HELD:
         _HELD[key][1] += 1
         return key
-    f = open(key / LOCK_NAME, "a+")  # noqa: SIM115 - held open for the lock's lifetime
+    try:
+        f = open(key / LOCK_NAME, "a+")  # noqa: SIM115 - held open for the lock's lifetime
+    except OSError as e:
+        raise ConfigError(f"run_dir {str(run_dir)!r}: cannot write in the folder ({e})") from e
     try:
         fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
     except OSError as exc:
