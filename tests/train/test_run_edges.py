@@ -192,3 +192,20 @@ def test_eval_of_a_checkpoint_uses_its_runs_config_and_names_damage(
     weights.write_bytes(weights.read_bytes()[:100])
     assert cli.main(["eval", "--checkpoint", str(ckpt)]) == 1
     assert "empg eval: error: --checkpoint" in capsys.readouterr().err
+
+
+def test_a_long_evaluation_reports_progress_and_plays_the_same(
+    tiny_policy_dir, tmp_path, monkeypatch
+):
+    import empg.train.rollouts as rollouts_mod
+    from empg.train.trainer import evaluate_model
+
+    cfg = load_config(None, tiny_overrides(tiny_policy_dir, tmp_path, **{"eval.episodes": 3}))
+    quiet = evaluate_model(cfg)
+    monkeypatch.setattr(rollouts_mod, "PROGRESS_EVERY_S", 0.0)  # a line after every turn
+    lines: list[str] = []
+    loud = evaluate_model(cfg, log=lines.append)
+    progress = [ln for ln in lines if ln.startswith("[empg]   eval valid_seen: turn ")]
+    assert progress and progress[0].startswith("[empg]   eval valid_seen: turn 1, ")
+    assert "/3 episodes done" in progress[0]
+    assert loud == quiet

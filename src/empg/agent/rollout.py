@@ -32,7 +32,7 @@ no-op reply (``prompt.noop_observations``, e.g. household's "Nothing happens.").
 from __future__ import annotations
 
 import functools
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -177,6 +177,7 @@ def collect_rollouts(
     *,
     pool: EnvPool | None = None,
     generator: torch.Generator | None = None,
+    on_turn: Callable[[int, int, int], None] | None = None,
 ) -> RolloutBatch:
     """Run ``len(task_seeds) x cfg.group_size`` episodes to the end and record every step.
 
@@ -187,6 +188,8 @@ def collect_rollouts(
         pool: an EnvPool of exactly ``len(task_seeds) * group_size`` environments of
             ``cfg.env_name`` to reuse (None: one is built and closed here).
         generator: sampling RNG (None: seeded from ``cfg.seed`` / ``cfg.generation.seed``).
+        on_turn: called after every turn with (turns done, episodes finished, episodes), for
+            progress lines; it does not change the rollout.
 
     Returns:
         A :class:`~empg.agent.batch.RolloutBatch`. Trajectory ``i`` belongs to group
@@ -216,7 +219,7 @@ def collect_rollouts(
     if generator is None:
         generator = _make_generator(cfg)
     try:
-        episodes = _run(backend, pool, seeds, cfg, generator)
+        episodes = _run(backend, pool, seeds, cfg, generator, on_turn)
     finally:
         if own_pool:
             pool.close()
@@ -253,6 +256,7 @@ def _run(
     seeds: list[int],
     cfg: RolloutConfig,
     generator: torch.Generator,
+    on_turn: Callable[[int, int, int], None] | None = None,
 ) -> list[_Episode]:
     episodes = [
         _Episode(traj_id=i, group_id=i // cfg.group_size, seed=seeds[i // cfg.group_size])
@@ -345,6 +349,8 @@ def _run(
                 e.done, e.reason = True, "max_turns"
             if e.done and cache is not None:
                 cache.drop(e.traj_id)
+        if on_turn is not None:
+            on_turn(turn + 1, sum(e.done for e in episodes), len(episodes))
     return episodes
 
 

@@ -185,19 +185,44 @@ def collect_training_batch(backend, cfg: TrainConfig, iteration: int) -> tuple[R
     return merged, stats
 
 
+#: seconds between progress lines of a long evaluation
+PROGRESS_EVERY_S = 30.0
+
+
+def _progress_lines(
+    what: str, log: Callable[[str], None], every_s: float
+) -> Callable[[int, int, int], None]:
+    """An ``on_turn`` callback for :func:`collect_rollouts` that logs a line at most every
+    ``every_s`` seconds: turns played, episodes finished, time so far."""
+    t0 = last = time.perf_counter()
+
+    def on_turn(turn: int, finished: int, total: int) -> None:
+        nonlocal last
+        now = time.perf_counter()
+        if now - last >= every_s and finished < total:
+            last = now
+            log(f"[empg]   {what}: turn {turn}, {finished}/{total} episodes done, {now - t0:.0f} s")
+
+    return on_turn
+
+
 def evaluate(
     backend, cfg: TrainConfig, iteration: int, log: Callable[[str], None] | None = None
 ) -> dict[str, Any]:
     """Success (overall and per task type), mean reward, mean steps and invalid-action rate on
     the fixed held-out task list of every eval split (seeds 0..episodes-1, fixed sampling seed),
     and each task's outcome (``eval/<split>/wins``, 0/1 in task order, for paired comparisons).
-    ``log`` gets a line per split as it finishes (with the time it took)."""
+    ``log`` gets a line per split as it finishes (with the time it took), and a progress line
+    every :data:`PROGRESS_EVERY_S` seconds while one runs."""
     out: dict[str, Any] = {"kind": "eval", "iteration": iteration}
     for i, split in enumerate(cfg.eval.splits):
         t0 = time.perf_counter()
         rcfg = rollout_config(cfg, split, temperature=cfg.eval.temperature, group_size=1)
         gen = torch.Generator().manual_seed(derived_seed(cfg.seed, 7_777))
-        batch = collect_rollouts(backend, list(range(cfg.eval.episodes)), rcfg, generator=gen)
+        progress = _progress_lines(f"eval {split}", log, PROGRESS_EVERY_S) if log else None
+        batch = collect_rollouts(
+            backend, list(range(cfg.eval.episodes)), rcfg, generator=gen, on_turn=progress
+        )
         trajs = batch.trajectories
         by_type: dict[str, list[bool]] = defaultdict(list)
         first_type = {}
