@@ -290,6 +290,8 @@ def test_train_help_lists_every_config_field_with_its_doc(capsys):
     out = capsys.readouterr().out
     assert "algo.empg.zeta" in out and "optim.lr" in out and "rollout.group_size" in out
     assert "seq-mean-token-sum-norm" in out  # a field's one-line doc is shown
+    # a knob the preset fills in shows that, not a value it would not have under another preset
+    assert "algo.kl_coef (float | None, default null: algo.preset=dapo gives 0.0)" in out
     for f in dataclasses.fields(TrainConfig):
         assert f.name in out
 

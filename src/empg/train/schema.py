@@ -205,7 +205,10 @@ def help_lines(cls: type, prefix: str = "") -> list[str]:
         if dataclasses.is_dataclass(tp):
             lines.extend(help_lines(tp, prefix + f.name + "."))
             continue
-        lines.append(
-            f"  {prefix}{f.name} ({_type_name(tp)}, default {value!r}): {docs.get(f.name, '')}"
-        )
+        shown = f"default {value!r}"
+        if f.default is None and value is not None:  # filled in by __post_init__ (a preset)
+            preset = getattr(defaults, "preset", None)
+            source = f"{prefix}preset={preset}" if preset else "the other settings"
+            shown = f"default null: {source} gives {value!r}"
+        lines.append(f"  {prefix}{f.name} ({_type_name(tp)}, {shown}): {docs.get(f.name, '')}")
     return lines
