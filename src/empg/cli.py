@@ -361,11 +361,10 @@ def _sft_out_folder(text: str, overwrite: bool) -> Path:
 
 def _run_sft(args: argparse.Namespace) -> int:
     import dataclasses
-    import os
     import shutil
     import tempfile
 
-    from empg.files import fsync_tree, replace_folder
+    from empg.files import fsync_tree, make_readable, replace_folder
     from empg.models.default import build_policy, default_configs
     from empg.models.evaluate import EvalConfig, evaluate_policy
     from empg.models.tokenizer import TokenizerConfig
@@ -428,7 +427,7 @@ def _run_sft(args: argparse.Namespace) -> int:
             model_config=arch,
             log=lambda m: print(m, flush=True),
         )
-        os.chmod(work, 0o755)  # mkdtemp's 0700
+        make_readable(work)  # mkdtemp's 0700
         fsync_tree(work)
         replace_folder(work, out)
     finally:

@@ -69,3 +69,15 @@ def replace_folder(new: str | os.PathLike[str], dest: str | os.PathLike[str]) ->
     else:
         os.rename(new, dest)
     fsync_dir(dest.parent)
+
+
+def make_readable(folder: str | os.PathLike[str]) -> None:
+    """Let every user read ``folder`` and everything in it (folders 0755, files 0644 or more):
+    ``mkdtemp`` makes 0700 folders and some writers 0600 files, which would hide a shared
+    cache from other users."""
+    root = Path(folder)
+    for p in [root, *root.rglob("*")]:
+        if p.is_symlink():
+            continue
+        extra = 0o755 if p.is_dir() else 0o644
+        os.chmod(p, p.stat().st_mode | extra)

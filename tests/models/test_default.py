@@ -39,6 +39,8 @@ def test_first_call_builds_second_call_loads(tmp_path, monkeypatch):
     assert info["data"] == default_mod.data_fingerprint(TINY["sft"], TINY["tokenizer_config"])
     assert [p.name for p in (tmp_path / "models").iterdir()] == [path.name]  # no temp folder left
     assert path.stat().st_mode & 0o777 == 0o755  # readable in a shared cache, not mkdtemp's 0700
+    for f in path.iterdir():  # the weights too (safetensors writes them 0600)
+        assert f.stat().st_mode & 0o644 == 0o644, f.name
     stamp = (path / BUILD_INFO).stat().st_mtime_ns
 
     def no_rebuild(*a, **k):
@@ -246,6 +248,7 @@ def test_cli_sft_replaces_a_full_folder_only_when_told_and_only_once_the_build_i
     assert [p.name for p in tmp_path.iterdir()] == ["policy"]
     assert (out / BUILD_INFO).is_file() and (out / "tokenizer.json").is_file()
     assert (out.stat().st_mode & 0o777) == 0o755
+    assert (out / "model.safetensors").stat().st_mode & 0o644 == 0o644
     load_policy(out)  # the new build, whole
     empty = tmp_path / "empty"
     empty.mkdir()  # an empty folder needs no --overwrite

@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from empg.errors import ConfigError
-from empg.files import atomic_write_text, fsync_dir, fsync_tree
+from empg.files import atomic_write_text, fsync_dir, fsync_tree, make_readable
 from empg.models.check import BuildCheck, check_success, default_check
 from empg.models.sft import SFTConfig, expert_examples, train_sft
 from empg.models.tiny import TinyModelConfig, build_tiny_model, count_parameters
@@ -373,7 +373,7 @@ def default_policy(
         tmps: list[Path] = []
         try:
             kept = _build_checked(final, tmps, env, sft, tok_cfg, arch, check, log)
-            os.chmod(kept, 0o755)  # mkdtemp's 0700 would hide a shared cache from other users
+            make_readable(kept)  # mkdtemp's 0700 would hide a shared cache from other users
             fsync_tree(kept)  # after a power loss the cache folder is whole or absent
             try:
                 os.rename(kept, final)
