@@ -126,6 +126,13 @@ def test_play_numbers_text_expert_and_win(monkeypatch, capsys):
     assert out.rstrip().endswith("[end] won after 3 steps, return 1")
 
 
+def test_play_asks_for_the_text_of_a_template_action(monkeypatch, capsys):
+    code, out, _ = _run(monkeypatch, capsys, ["play", "shop", "--seed", "1"], "1\nsearch[socks]\n")
+    assert code == 0
+    assert "[play] search[<query>] is a template: type it with your own text" in out
+    assert "[you] search[<query>]" not in out and "[you] search[socks]" in out
+
+
 def test_play_quit_and_end_of_input(monkeypatch, capsys):
     code, out, _ = _run(monkeypatch, capsys, ["play", "_test_cli_door"], ":quit\nlook\n")
     assert code == 0 and "[quit]" in out and "[you]" not in out

@@ -14,6 +14,7 @@ Each subcommand is a pair of small functions in :data:`COMMANDS`: one adds its a
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -212,6 +213,9 @@ def play(env: Any, seed: int, inp: TextIO, out: TextIO) -> int:
         action = (  # isdecimal, not isdigit: "²" is a digit that int() refuses
             actions[int(text) - 1] if text.isdecimal() and 1 <= int(text) <= len(actions) else text
         )
+        if action != text and _PLACEHOLDER.search(action):  # a template such as search[<query>]
+            print(f"[play] {action} is a template: type it with your own text", file=out)
+            continue
         res = env.step(action)
         total += res.reward
         info = res.info
@@ -221,6 +225,10 @@ def play(env: Any, seed: int, inp: TextIO, out: TextIO) -> int:
             how = "won" if info.get("won") else ("step limit" if res.truncated else "lost")
             print(f"\n[end] {how} after {env.steps_taken} steps, return {total:g}", file=out)
             return 0
+
+
+#: a slot to fill in an admissible action (shop's search[<query>])
+_PLACEHOLDER = re.compile(r"<[a-z_ ]+>")
 
 
 def _run_play(args: argparse.Namespace) -> int:
