@@ -329,3 +329,27 @@ def test_overrides_may_follow_an_option_and_a_misspelt_option_is_the_subcommands
     with pytest.raises(SystemExit):  # a subcommand without overrides takes none
         cli._parse(cli.build_parser(), ["plot", "runs/x", "a=1"])
     assert "empg plot: error: unrecognized arguments: a=1" in capsys.readouterr().err
+
+
+def test_a_reader_that_goes_away_ends_the_command_quietly(tmp_path):
+    """`empg play household < moves | head -2`: the pipe closes; no traceback, SIGPIPE's 141."""
+    import subprocess
+
+    moves = tmp_path / "moves"
+    moves.write_text("look\n" * 200)
+    code = (
+        "import sys; from empg.cli import main; "
+        "sys.exit(main(['play', 'household', '--seed', '1']))"
+    )
+    with open(moves) as stdin:
+        proc = subprocess.Popen(
+            [sys.executable, "-c", code],
+            stdin=stdin,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+        proc.stdout.readline()
+        proc.stdout.close()  # the reader goes away after one line
+        err = proc.stderr.read().decode()
+        assert proc.wait(timeout=60) == 141
+    assert "Traceback" not in err and "BrokenPipeError" not in err

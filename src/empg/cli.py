@@ -14,6 +14,7 @@ Each subcommand is a pair of small functions in :data:`COMMANDS`: one adds its a
 from __future__ import annotations
 
 import argparse
+import contextlib
 import re
 import sys
 from collections.abc import Callable, Sequence
@@ -266,7 +267,12 @@ def _loss_text(loss: float | None) -> str:
 
 
 def _configure_sft(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--env", default="household", help="environment whose expert makes the data")
+    p.add_argument(
+        "--env",
+        default="household",
+        choices=("household", "shop", "search"),
+        help="built-in environment whose scripted expert makes the data",
+    )
     p.add_argument("--out", required=True, help="folder to save the model and tokenizer to")
     p.add_argument(
         "--overwrite",
@@ -565,6 +571,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:  # Ctrl-C: the shell's exit status for SIGINT, no traceback
         print(f"empg {args.command}: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # the reader went away (`empg play ... | head`): stop quietly
+        import os
+
+        with contextlib.suppress(OSError):  # no second error when Python flushes at exit
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141  # the shell's exit status for SIGPIPE
     except ModuleNotFoundError as exc:  # an extra that is not installed
         if not exc.name or exc.name.split(".")[0] == "empg":
             raise  # a broken installation of empg itself keeps its traceback
