@@ -91,6 +91,18 @@ def test_envs_says_what_a_builtin_environment_lacks(monkeypatch, capsys):
     assert rows["household"][0] == "yes"
 
 
+def test_envs_says_when_alfworld_has_no_games_here(monkeypatch, capsys, tmp_path):
+    pytest.importorskip("alfworld")
+    monkeypatch.setenv("ALFWORLD_DATA", str(tmp_path))
+    _, out, _ = _run(monkeypatch, capsys, ["envs"])
+    row = next(line for line in out.splitlines() if line.startswith("alfworld "))
+    assert "yes (no games: alfworld-download)" in row
+    (tmp_path / "json_2.1.1").mkdir()
+    _, out, _ = _run(monkeypatch, capsys, ["envs"])
+    row = next(line for line in out.splitlines() if line.startswith("alfworld "))
+    assert row.split()[1] == "yes" and "no games" not in row
+
+
 def test_a_missing_extra_is_a_one_line_error(monkeypatch, capsys):
     def needs_safetensors(_args):
         raise ModuleNotFoundError("No module named 'safetensors'", name="safetensors")

@@ -77,7 +77,19 @@ def env_available(name: str) -> str:
             found = False
         if not found:
             return f"no (missing {mod})"
+    if name == "alfworld" and not _alfworld_data_found():
+        return "yes (no games: alfworld-download)"
     return "yes"
+
+
+def _alfworld_data_found() -> bool:
+    """Whether the folder AlfWorldEnv reads without data_dir ($ALFWORLD_DATA, else ALFWorld's
+    ~/.cache/alfworld) holds ALFWorld's json_2.1.1 games."""
+    import os
+    from pathlib import Path
+
+    root = Path(os.environ.get("ALFWORLD_DATA") or "~/.cache/alfworld").expanduser()
+    return (root / "json_2.1.1").is_dir() or (root.name == "json_2.1.1" and root.is_dir())
 
 
 def _configure_envs(p: argparse.ArgumentParser) -> None:
