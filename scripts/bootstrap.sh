@@ -25,20 +25,29 @@ EXTRAS="${1:-${EMPG_EXTRAS:-dev,train,textworld,alfworld,trl,verl}}"
 BASE="${EMPG_PYTHON:-python3}"
 VERSION_OK='import sys; sys.exit(0 if sys.version_info >= (3, 10) else 1)'
 
-if ! command -v "$BASE" >/dev/null 2>&1; then
-  echo "[bootstrap] error: '$BASE' not found; install Python >= 3.10 or set EMPG_PYTHON" >&2
-  exit 1
-fi
-if ! "$BASE" -c "$VERSION_OK"; then
-  echo "[bootstrap] error: empg needs Python >= 3.10; '$BASE' is $("$BASE" -V 2>&1)." \
-    "Set EMPG_PYTHON to a newer interpreter" >&2
-  exit 1
-fi
+check_base() {  # the interpreter a new .venv is made from
+  if ! command -v "$BASE" >/dev/null 2>&1; then
+    echo "[bootstrap] error: '$BASE' not found; install Python >= 3.10 or set EMPG_PYTHON" >&2
+    exit 1
+  fi
+  if ! "$BASE" -c "$VERSION_OK"; then
+    echo "[bootstrap] error: empg needs Python >= 3.10; '$BASE' is $("$BASE" -V 2>&1)." \
+      "Set EMPG_PYTHON to a newer interpreter" >&2
+    exit 1
+  fi
+}
 # an existing .venv is reused only if its interpreter runs and is new enough
-if [ -e .venv ] && ! .venv/bin/python -c "$VERSION_OK" >/dev/null 2>&1; then
+if [ -e .venv ] && .venv/bin/python -c "$VERSION_OK" >/dev/null 2>&1; then
+  if [ -n "${EMPG_PYTHON:-}" ]; then
+    echo "[bootstrap] note: keeping .venv ($(.venv/bin/python -V 2>&1)), so EMPG_PYTHON is" \
+      "not used (rm -rf .venv first to change it)"
+  fi
+elif [ -e .venv ]; then
+  check_base
   echo "[bootstrap] .venv does not run a Python >= 3.10: making it again"
   "$BASE" -m venv --clear .venv
-elif [ ! -e .venv ]; then
+else
+  check_base
   "$BASE" -m venv .venv
 fi
 PY=.venv/bin/python

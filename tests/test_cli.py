@@ -348,10 +348,10 @@ def test_a_reader_that_goes_away_ends_the_command_quietly(tmp_path):
     import subprocess
 
     moves = tmp_path / "moves"
-    moves.write_text("look\n" * 200)
+    moves.write_text("look\n" * 5000)  # far more output than a pipe's buffer holds
     code = (
         "import sys; from empg.cli import main; "
-        "sys.exit(main(['play', 'household', '--seed', '1']))"
+        "sys.exit(main(['play', 'household', '--seed', '1', '--max-steps', '5000']))"
     )
     with open(moves) as stdin:
         proc = subprocess.Popen(

@@ -370,7 +370,10 @@ def _sft_out_folder(text: str, overwrite: bool) -> Path:
     file, or a folder with files in it and ``overwrite`` is not set."""
     if not text.strip():  # Path("") is the current folder
         raise ConfigError("the output folder must be named, got an empty path")
-    out = Path(text).expanduser()
+    # resolved: "." has a name, and a symlink's target is what gets replaced (the link stays)
+    out = Path(text).expanduser().resolve()
+    if out.parent == out:
+        raise ConfigError(f"--out {text!r} is the file system's root; name a folder in it")
     if out.exists() and not out.is_dir():
         raise ConfigError(f"cannot create the output folder {text!r}: a file has that name")
     if out.is_dir() and any(out.iterdir()) and not overwrite:
@@ -391,7 +394,7 @@ def _run_sft(args: argparse.Namespace) -> int:
     import tempfile
 
     from empg.files import fsync_tree, make_readable, replace_folder
-    from empg.models.default import build_policy, default_configs
+    from empg.models.default import BUILD_INFO, build_policy, default_configs
     from empg.models.evaluate import EvalConfig, evaluate_policy
     from empg.models.tokenizer import TokenizerConfig
 
@@ -455,10 +458,16 @@ def _run_sft(args: argparse.Namespace) -> int:
         )
         make_readable(work)  # mkdtemp's 0700
         fsync_tree(work)
-        replace_folder(work, out)
-    finally:
-        if work.exists():
-            shutil.rmtree(work, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(work, ignore_errors=True)
+        raise
+    try:
+        replace_folder(work, out, last=BUILD_INFO)
+    except OSError as e:  # a mount point, say: the finished build is kept, not deleted
+        raise ConfigError(
+            f"the build is complete in {work} but could not take the place of {out} ({e}); "
+            "move it there yourself"
+        ) from e
     print(
         f"saved {args.out}: {info['parameters']:,} parameters, vocabulary {info['vocab_size']}, "
         f"{info['sft_examples']} examples, final loss {_loss_text(info['sft_final_loss'])}, "

@@ -52,19 +52,33 @@ def atomic_write_text(path: str | os.PathLike[str], text: str) -> None:
     fsync_dir(path.parent)
 
 
-def replace_folder(new: str | os.PathLike[str], dest: str | os.PathLike[str]) -> None:
-    """Put the finished folder ``new`` in ``dest``'s place (both in one parent folder).
+def replace_folder(
+    new: str | os.PathLike[str], dest: str | os.PathLike[str], *, last: str | None = None
+) -> None:
+    """Put the finished folder ``new`` (a sibling of ``dest``) in ``dest``'s place.
 
-    A ``dest`` that exists is first renamed aside (``.<name>.old-<pid>``) and deleted only once
-    ``new`` has taken its name, so a process killed midway leaves the old folder (or, between
-    the two renames, its renamed copy), never a mix of old and new files."""
+    A ``dest`` that exists and holds files is first renamed aside (``.<name>.old-<pid>``) and
+    deleted only once ``new`` has taken its name, so a process killed midway leaves the old
+    folder (or, between the two renames, its renamed copy), never a mix of old and new files;
+    when ``new`` cannot take the name, the old folder gets it back and the error is raised
+    (``new`` is kept). Into an empty ``dest`` (the current folder, a mount point) the entries
+    of ``new`` are moved one by one, ``last`` (a file name, e.g. the one that marks a complete
+    folder) after all others. ``dest`` must not be a symlink (resolve it first)."""
     new, dest = Path(new), Path(dest)
     if dest.is_dir() and not any(dest.iterdir()):
-        os.rename(new, dest)  # a folder may be renamed over an empty one
+        entries = sorted(new.iterdir(), key=lambda p: (p.name == last, p.name))
+        for entry in entries:
+            shutil.move(str(entry), str(dest / entry.name))
+        new.rmdir()
+        fsync_tree(dest)
     elif dest.exists():
         aside = dest.with_name(f".{dest.name}.old-{os.getpid()}")
         os.rename(dest, aside)
-        os.rename(new, dest)
+        try:
+            os.rename(new, dest)
+        except OSError:
+            os.rename(aside, dest)  # the old folder back under its name
+            raise
         shutil.rmtree(aside, ignore_errors=True)
     else:
         os.rename(new, dest)

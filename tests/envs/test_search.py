@@ -582,6 +582,16 @@ def test_a_reply_is_cut_to_top_k_short_titles_and_within_the_timeout(faulty_url)
     assert time.monotonic() - start < 2.0  # the reply alone would take about 5 s
 
 
+def test_only_this_machines_addresses_count_as_loopback():
+    from empg.envs.search.retriever import _is_loopback
+
+    for url in ("http://127.0.0.1:8000/r", "http://127.1.2.3/r", "http://localhost/r",
+                "http://[::1]:9/r"):  # fmt: skip
+        assert _is_loopback(url), url
+    for url in ("http://127.example.com/r", "http://10.0.0.1/r", "https://example.org/r"):
+        assert not _is_loopback(url), url
+
+
 def test_a_retriever_on_this_machine_is_reached_without_the_proxy(server, monkeypatch):
     monkeypatch.setenv("http_proxy", "http://127.0.0.1:9")  # nothing listens there
     monkeypatch.delenv("no_proxy", raising=False)

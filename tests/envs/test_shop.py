@@ -397,6 +397,11 @@ def test_a_query_is_searched_as_it_is_shown(env):
     env.reset(seed=0)
     hidden = env.step("search[lip\u200bstick]").observation
     assert "No products match" not in plain and hidden == plain
+    for space in ("\t", "\u00a0", "\u2009"):  # a tab, a no-break and a thin space
+        env.reset(seed=0)
+        spaced = env.step(f"search[wool{space}socks]").observation
+        env.reset(seed=0)
+        assert spaced == env.step("search[wool socks]").observation, repr(space)
 
 
 def test_empty_and_unknown_queries(env):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -256,6 +257,37 @@ def test_cli_sft_replaces_a_full_folder_only_when_told_and_only_once_the_build_i
     empty.mkdir()  # an empty folder needs no --overwrite
     assert cli.main(["sft", "--out", str(empty), *small]) == 0
     assert (empty / BUILD_INFO).is_file()
+
+
+def test_cli_sft_into_the_current_folder_a_symlink_or_a_folder_it_cannot_replace(
+    tmp_path, capsys, monkeypatch
+):
+    small = ["--steps", "1", "--episodes", "2", "--tokenizer-episodes", "2", "--vocab-size", "300"]
+    small += ["--layers", "1"]
+    here = tmp_path / "here"
+    here.mkdir()
+    monkeypatch.chdir(here)
+    assert cli.main(["sft", "--out", ".", *small]) == 0  # "." has no name of its own
+    assert (here / BUILD_INFO).is_file() and os.getcwd() == str(here)
+    assert [p.name for p in tmp_path.iterdir()] == ["here"]  # no temporary folder left
+    target = tmp_path / "target"
+    target.mkdir()
+    (target / "old.txt").write_text("an earlier build")
+    link = tmp_path / "link"
+    link.symlink_to(target)
+    assert cli.main(["sft", "--out", str(link), "--overwrite", *small]) == 0
+    assert link.is_symlink() and (target / BUILD_INFO).is_file()  # the link still leads there
+    assert not (target / "old.txt").exists()
+
+    def cannot(*_a, **_k):
+        raise OSError(16, "Device or resource busy")
+
+    monkeypatch.setattr("empg.files.replace_folder", cannot)
+    assert cli.main(["sft", "--out", str(tmp_path / "busy"), *small]) == 2
+    err = capsys.readouterr().err
+    assert "the build is complete in" in err and "move it there yourself" in err
+    kept = Path(err.split("the build is complete in ")[1].split(" but")[0])
+    assert (kept / BUILD_INFO).is_file()  # the finished build was not deleted
 
 
 def test_a_first_use_build_reports_progress_and_a_cached_load_does_not(tmp_path, monkeypatch):

@@ -166,7 +166,7 @@ def test_a_folder_without_weights_is_a_config_error(tmp_path):
 
 
 def test_eval_of_a_checkpoint_uses_its_runs_config_and_names_damage(
-    tiny_policy_dir, tmp_path, capsys
+    tiny_policy_dir, tmp_path, capsys, monkeypatch
 ):
     """`empg eval --checkpoint` plays with the run's own settings (here valid_unseen, 3 turns),
     not the defaults, says which policy and iteration it evaluated, and damaged weights are a
@@ -188,10 +188,14 @@ def test_eval_of_a_checkpoint_uses_its_runs_config_and_names_damage(
     assert "eval/valid_unseen/success_rate" in out and "eval/valid_seen/success_rate" not in out
     assert len(out["eval/valid_unseen/wins"]) == 1  # the override applied on top
     assert "the run's saved config" in captured.err
+    monkeypatch.chdir(ckpt.parent)  # a relative checkpoint path finds its run the same way
+    assert cli.main(["eval", "--checkpoint", "iter_000001", "eval.episodes=1"]) == 0
+    assert "eval/valid_unseen/success_rate" in json.loads(capsys.readouterr().out)
     weights = ckpt / "model" / "model.safetensors"
     weights.write_bytes(weights.read_bytes()[:100])
     assert cli.main(["eval", "--checkpoint", str(ckpt)]) == 1
-    assert "empg eval: error: --checkpoint" in capsys.readouterr().err
+    last = capsys.readouterr().err.splitlines()[-1]  # after the "saved config" line
+    assert last.startswith("empg eval: error: cannot load the model of")
 
 
 def test_a_long_evaluation_reports_progress_and_plays_the_same(

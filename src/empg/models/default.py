@@ -324,12 +324,17 @@ def _without_defaults(env: str, env_kwargs: dict[str, Any]) -> dict[str, Any]:
         return dict(env_kwargs)
     cls = getattr(importlib.import_module(f"empg.envs.{env}"), classes[env])
     params = inspect.signature(cls).parameters
-    empty = inspect.Parameter.empty
-    return {
-        k: v
-        for k, v in env_kwargs.items()
-        if k not in params or params[k].default is empty or params[k].default != v
-    }
+
+    def is_default(k: str, v: Any) -> bool:
+        default = params[k].default if k in params else inspect.Parameter.empty
+        if default is inspect.Parameter.empty or type(v) is not type(default):
+            return False  # only a value of the default's own type can be the same setting
+        try:
+            return bool(default == v)
+        except (TypeError, ValueError):  # an array compared element-wise, say
+            return False
+
+    return {k: v for k, v in env_kwargs.items() if not is_default(k, v)}
 
 
 def default_policy(

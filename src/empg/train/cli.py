@@ -112,7 +112,7 @@ def run_eval(args: argparse.Namespace) -> int:
     iteration: int | None = None  # of the checkpoint; None for a model path
     cfg = None
     if args.checkpoint:
-        ckpt = Path(args.checkpoint).expanduser()
+        ckpt = Path(args.checkpoint).expanduser().resolve()  # its run is two folders up
         path = str(ckpt / "model")
         if not Path(path).is_dir():
             raise ConfigError(
@@ -123,6 +123,11 @@ def run_eval(args: argparse.Namespace) -> int:
         if args.config is None and (run_dir / "config.json").is_file():
             _to_stderr(f"[empg] the run's saved config: {run_dir / 'config.json'}")
             cfg = config_from_data(saved_config(run_dir), args.overrides)
+        elif args.config is None:
+            _to_stderr(
+                f"[empg] warning: no run config at {run_dir / 'config.json'}; evaluating with "
+                "the defaults and the overrides given"
+            )
         state = ckpt / "trainer_state.json"
         if state.exists():
             try:
@@ -134,12 +139,7 @@ def run_eval(args: argparse.Namespace) -> int:
     if cfg is None:
         cfg = load_config(args.config, args.overrides)
     # progress on stderr, so stdout stays one JSON object
-    try:
-        record = evaluate_model(cfg, path, log=_to_stderr)
-    except ConfigError as e:
-        if path is not None and "cannot load a model and tokenizer" in str(e):  # damaged weights
-            raise CheckpointError(f"--checkpoint {args.checkpoint}: {e}") from e
-        raise
+    record = evaluate_model(cfg, path, log=_to_stderr, checkpoint=path is not None)
     record = {"env": cfg.env.name, "model": path or cfg.model.path, **record}
     record["iteration"] = iteration
     print(json.dumps({k: v for k, v in record.items() if k != "kind"}, indent=2))

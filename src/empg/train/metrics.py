@@ -15,7 +15,7 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-from empg.files import atomic_write_text
+from empg.files import atomic_write_text, fsync_dir
 
 
 def _clean(v: Any) -> Any:
@@ -100,6 +100,7 @@ class MetricsLogger:
         if self.path.exists():
             with open(self.path, "rb") as f:
                 os.fsync(f.fileno())
+            fsync_dir(self.path.parent)  # the file's name, for a new file
 
     def close(self, failed: bool = False) -> None:
         """Close the TensorBoard writer and finish the W&B run (marked failed with

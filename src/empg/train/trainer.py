@@ -135,10 +135,16 @@ def warm_start_dir(cfg: TrainConfig) -> Path | None:
 
 
 def evaluate_model(
-    cfg: TrainConfig, path: str | None = None, log: Callable[[str], None] | None = None
+    cfg: TrainConfig,
+    path: str | None = None,
+    log: Callable[[str], None] | None = None,
+    *,
+    checkpoint: bool = False,
 ) -> dict[str, Any]:
     """The trainer's evaluation (:func:`empg.train.rollouts.evaluate`) of ``cfg.model`` or of the
-    model folder ``path``, on the trainer's device, precision and threads (``empg eval``)."""
+    model folder ``path``, on the trainer's device, precision and threads (``empg eval``). With
+    ``checkpoint``, ``path`` is a run's checkpoint model: failing to load it is a
+    :class:`CheckpointError`, as on ``--resume``."""
     from empg.agent.generation import HFBackend
 
     _check_env(cfg, list(cfg.eval.splits))  # before loading (or first building) a model
@@ -146,7 +152,12 @@ def evaluate_model(
         torch.set_num_threads(cfg.threads)
     device = _device(cfg)
     _quiet_transformers()  # its weight-loading bar, as in training; empg logs its own progress
-    model, tokenizer = load_model(cfg, path, log=log)  # a first-use build reports progress
+    try:
+        model, tokenizer = load_model(cfg, path, log=log)  # a first-use build reports progress
+    except (ConfigError, OSError, ValueError, RuntimeError, SafetensorError) as e:
+        if not checkpoint:
+            raise
+        raise CheckpointError(f"cannot load the model of {path}: {type(e).__name__}: {e}") from e
     model.to(device).eval()
     with autocast_for(device, cfg.model.dtype):
         return evaluate(HFBackend(model, tokenizer), cfg, 0, log=log)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import functools
 import http.client
+import ipaddress
 import json
 import re
 import socket
@@ -132,7 +133,12 @@ class _NoRedirect(urllib.request.HTTPRedirectHandler):
 
 def _is_loopback(url: str) -> bool:
     host = (urllib.parse.urlsplit(url).hostname or "").lower()
-    return host == "localhost" or host.startswith("127.") or host == "::1"
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:  # a host name: "127.example.com" is not this machine
+        return False
 
 
 #: the longest title kept from a document (a server's "contents" without a newline is all title)
@@ -144,7 +150,9 @@ class HttpRetriever:
 
     Every failure (timeout, refused connection, HTTP error status, malformed JSON or a reply
     of the wrong shape) is raised as :class:`RetrievalError` with a one-line reason.
-    ``timeout_s`` bounds the whole request, the reply's reading included. Redirects are
+    ``timeout_s`` bounds every wait for the server (connecting, each read of the status line
+    and headers), and reading the reply's body stops once ``timeout_s`` has passed since the
+    request began (a server trickling a body cannot hold a rollout). Redirects are
     refused, and a server on this machine (``localhost``, ``127.x``, ``::1``) is reached
     without the ``http_proxy`` variables. At most ``k`` documents of a reply are kept.
     """

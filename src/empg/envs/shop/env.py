@@ -104,8 +104,7 @@ class ShopEnv(TextEnv):
         self._n_searches += 1
         # searched without what the page cannot show either (a zero-width space would split
         # "lip\u200bstick" into two words the shown "lipstick" does not have)
-        printable = "".join(ch for ch in query if ch.isprintable())
-        results = self.index.search(printable)
+        results = self.index.search(pg.printable_text(query))
         self._state = pg.PageState(kind="results", query=shown, results=results)
         return self._observe(), 0.0, False, self._info(valid=True)
 

@@ -59,9 +59,15 @@ class PageState:
 
 
 def display_query(query: str) -> str:
-    """A safe one-line rendering of user query text."""
-    text = " ".join("".join(ch for ch in query[:400] if ch.isprintable()).split())
+    """A safe one-line rendering of user query text (whitespace of any kind is one space)."""
+    text = " ".join(printable_text(query[:400]).split())
     return text[:100]
+
+
+def printable_text(text: str) -> str:
+    """``text`` with every whitespace character (tab, no-break space, ...) a space and the other
+    characters that cannot be printed (zero-width, control) dropped."""
+    return "".join(" " if ch.isspace() else ch for ch in text if ch.isspace() or ch.isprintable())
 
 
 def clickables(state: PageState, catalog: Catalog) -> list[str]:
