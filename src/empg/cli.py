@@ -86,7 +86,6 @@ def _alfworld_data_found() -> bool:
     """Whether the folder AlfWorldEnv reads without data_dir ($ALFWORLD_DATA, else ALFWorld's
     ~/.cache/alfworld) holds ALFWorld's json_2.1.1 games."""
     import os
-    from pathlib import Path
 
     root = Path(os.environ.get("ALFWORLD_DATA") or "~/.cache/alfworld").expanduser()
     return (root / "json_2.1.1").is_dir() or (root.name == "json_2.1.1" and root.is_dir())
