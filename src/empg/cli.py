@@ -370,7 +370,10 @@ def _sft_out_folder(text: str, overwrite: bool) -> Path:
     if not text.strip():  # Path("") is the current folder
         raise ConfigError("the output folder must be named, got an empty path")
     # resolved: "." has a name, and a symlink's target is what gets replaced (the link stays)
-    out = Path(text).expanduser().resolve()
+    try:
+        out = Path(text).expanduser().resolve()
+    except (OSError, RuntimeError) as e:  # a symlink loop
+        raise ConfigError(f"--out {text!r}: {e}") from e
     if out.parent == out:
         raise ConfigError(f"--out {text!r} is the file system's root; name a folder in it")
     if out.exists() and not out.is_dir():
@@ -392,7 +395,7 @@ def _run_sft(args: argparse.Namespace) -> int:
     import shutil
     import tempfile
 
-    from empg.files import fsync_tree, make_readable, replace_folder
+    from empg.files import fsync_tree, make_readable, move_up, replace_folder
     from empg.models.default import BUILD_INFO, build_policy, default_configs
     from empg.models.evaluate import EvalConfig, evaluate_policy
     from empg.models.tokenizer import TokenizerConfig
@@ -442,8 +445,11 @@ def _run_sft(args: argparse.Namespace) -> int:
 
         torch.set_num_threads(args.threads)
     out = _sft_out_folder(args.out, args.overwrite)
-    try:  # built beside --out and renamed into place once complete
-        work = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    # built in a temporary folder and moved into place once complete: inside an empty --out
+    # (the current folder, a mount point: its own parent may not be writable), else beside it
+    in_place = out.is_dir() and not any(out.iterdir())
+    try:
+        work = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out if in_place else out.parent))
     except OSError as e:
         raise ConfigError(f"cannot create the output folder {args.out!r}: {e}") from e
     try:
@@ -461,8 +467,12 @@ def _run_sft(args: argparse.Namespace) -> int:
         shutil.rmtree(work, ignore_errors=True)
         raise
     try:
-        replace_folder(work, out, last=BUILD_INFO)
-    except OSError as e:  # a mount point, say: the finished build is kept, not deleted
+        if in_place:
+            move_up(work, last=BUILD_INFO)
+            fsync_tree(out)
+        else:
+            replace_folder(work, out)
+    except OSError as e:  # the finished build is kept, not deleted
         raise ConfigError(
             f"the build is complete in {work} but could not take the place of {out} ({e}); "
             "move it there yourself"

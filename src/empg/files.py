@@ -52,25 +52,17 @@ def atomic_write_text(path: str | os.PathLike[str], text: str) -> None:
     fsync_dir(path.parent)
 
 
-def replace_folder(
-    new: str | os.PathLike[str], dest: str | os.PathLike[str], *, last: str | None = None
-) -> None:
+def replace_folder(new: str | os.PathLike[str], dest: str | os.PathLike[str]) -> None:
     """Put the finished folder ``new`` (a sibling of ``dest``) in ``dest``'s place.
 
     A ``dest`` that exists and holds files is first renamed aside (``.<name>.old-<pid>``) and
     deleted only once ``new`` has taken its name, so a process killed midway leaves the old
     folder (or, between the two renames, its renamed copy), never a mix of old and new files;
     when ``new`` cannot take the name, the old folder gets it back and the error is raised
-    (``new`` is kept). Into an empty ``dest`` (the current folder, a mount point) the entries
-    of ``new`` are moved one by one, ``last`` (a file name, e.g. the one that marks a complete
-    folder) after all others. ``dest`` must not be a symlink (resolve it first)."""
+    (``new`` is kept). ``dest`` must not be a symlink (resolve it first)."""
     new, dest = Path(new), Path(dest)
     if dest.is_dir() and not any(dest.iterdir()):
-        entries = sorted(new.iterdir(), key=lambda p: (p.name == last, p.name))
-        for entry in entries:
-            shutil.move(str(entry), str(dest / entry.name))
-        new.rmdir()
-        fsync_tree(dest)
+        os.rename(new, dest)  # a folder may be renamed over an empty one
     elif dest.exists():
         aside = dest.with_name(f".{dest.name}.old-{os.getpid()}")
         os.rename(dest, aside)
@@ -83,6 +75,27 @@ def replace_folder(
     else:
         os.rename(new, dest)
     fsync_dir(dest.parent)
+
+
+def move_up(inner: str | os.PathLike[str], *, last: str | None = None) -> None:
+    """Move the entries of the folder ``inner`` into its parent and remove ``inner``, the entry
+    named ``last`` (a file that marks a complete folder) after all others. Renames within one
+    folder; if one fails, the entries already moved go back into ``inner`` and the error is
+    raised. For filling an existing empty folder (the current folder, a mount point) whose own
+    parent may not be writable."""
+    inner = Path(inner)
+    dest = inner.parent
+    moved: list[str] = []
+    try:
+        for entry in sorted(inner.iterdir(), key=lambda p: (p.name == last, p.name)):
+            os.rename(entry, dest / entry.name)
+            moved.append(entry.name)
+    except OSError:
+        for name in reversed(moved):
+            os.rename(dest / name, inner / name)
+        raise
+    inner.rmdir()
+    fsync_dir(dest)
 
 
 def make_readable(folder: str | os.PathLike[str]) -> None:

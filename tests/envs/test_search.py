@@ -586,7 +586,8 @@ def test_only_this_machines_addresses_count_as_loopback():
     from empg.envs.search.retriever import _is_loopback
 
     for url in ("http://127.0.0.1:8000/r", "http://127.1.2.3/r", "http://localhost/r",
-                "http://[::1]:9/r"):  # fmt: skip
+                "http://[::1]:9/r", "http://127.1/r", "http://[::ffff:127.0.0.1]/r",
+                "http://localhost./r"):  # fmt: skip
         assert _is_loopback(url), url
     for url in ("http://127.example.com/r", "http://10.0.0.1/r", "https://example.org/r"):
         assert not _is_loopback(url), url

@@ -128,6 +128,8 @@ def test_an_environment_argument_at_its_default_names_the_same_cached_build():
     assert folder("household", {"task_types": ["pick_and_place_simple"]}) != home
     assert folder("shop", {"max_steps": 15, "n_products": 2000}) == folder("shop", {})
     assert folder("search", {"top_k": 3}) == folder("search", {})
+    assert folder("search", {"timeout_s": 5}) == folder("search", {})  # YAML's 5 for 5.0
+    assert folder("household", {"expert_search_lamp": 0}) != home  # 0 is not False here
     assert folder("search", {"top_k": 5}) != folder("search", {})
     # the key of the default recipe itself is unchanged (its name is in docs and on disks)
     assert home.name == "household-tiny-v2-8ca1502521ce"
@@ -288,6 +290,35 @@ def test_cli_sft_into_the_current_folder_a_symlink_or_a_folder_it_cannot_replace
     assert "the build is complete in" in err and "move it there yourself" in err
     kept = Path(err.split("the build is complete in ")[1].split(" but")[0])
     assert (kept / BUILD_INFO).is_file()  # the finished build was not deleted
+
+
+def test_move_up_fills_the_parent_last_file_last_and_undoes_a_failed_move(tmp_path, monkeypatch):
+    from empg import files
+
+    inner = tmp_path / "out" / ".work"
+    inner.mkdir(parents=True)
+    for name in ("b.bin", "a.json", BUILD_INFO):
+        (inner / name).write_text(name)
+    order: list[str] = []
+    real_rename = os.rename
+
+    def failing_third(src, dst):
+        order.append(Path(src).name)
+        if len(order) == 3:
+            raise OSError(28, "No space left on device")
+        return real_rename(src, dst)
+
+    monkeypatch.setattr(files.os, "rename", failing_third)
+    with pytest.raises(OSError, match="No space left"):
+        files.move_up(inner, last=BUILD_INFO)
+    assert order[:3] == ["a.json", "b.bin", BUILD_INFO]  # the marker would have gone last
+    assert sorted(p.name for p in inner.iterdir()) == sorted(["a.json", "b.bin", BUILD_INFO])
+    assert [p.name for p in (tmp_path / "out").iterdir()] == [".work"]  # all moved back
+    monkeypatch.setattr(files.os, "rename", real_rename)
+    files.move_up(inner, last=BUILD_INFO)
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == sorted(
+        ["a.json", "b.bin", BUILD_INFO]
+    )
 
 
 def test_a_first_use_build_reports_progress_and_a_cached_load_does_not(tmp_path, monkeypatch):

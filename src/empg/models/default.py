@@ -327,8 +327,13 @@ def _without_defaults(env: str, env_kwargs: dict[str, Any]) -> dict[str, Any]:
 
     def is_default(k: str, v: Any) -> bool:
         default = params[k].default if k in params else inspect.Parameter.empty
-        if default is inspect.Parameter.empty or type(v) is not type(default):
-            return False  # only a value of the default's own type can be the same setting
+        if default is inspect.Parameter.empty:
+            return False
+        same_kind = type(v) is type(default) or (  # 5 for a default of 5.0 (YAML's int)
+            isinstance(default, float) and isinstance(v, int) and not isinstance(v, bool)
+        )
+        if not same_kind:  # True is not 1, an array is not a number
+            return False
         try:
             return bool(default == v)
         except (TypeError, ValueError):  # an array compared element-wise, say

@@ -132,13 +132,18 @@ class _NoRedirect(urllib.request.HTTPRedirectHandler):
 
 
 def _is_loopback(url: str) -> bool:
-    host = (urllib.parse.urlsplit(url).hostname or "").lower()
+    host = (urllib.parse.urlsplit(url).hostname or "").lower().rstrip(".")
     if host == "localhost":
         return True
     try:
-        return ipaddress.ip_address(host).is_loopback
+        ip = ipaddress.ip_address(host)
     except ValueError:  # a host name: "127.example.com" is not this machine
-        return False
+        try:  # IPv4 shorthand such as "127.1"
+            ip = ipaddress.ip_address(socket.inet_aton(host))
+        except OSError:
+            return False
+    mapped = getattr(ip, "ipv4_mapped", None)  # ::ffff:127.0.0.1
+    return ip.is_loopback or (mapped is not None and mapped.is_loopback)
 
 
 #: the longest title kept from a document (a server's "contents" without a newline is all title)
