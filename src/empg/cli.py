@@ -83,12 +83,11 @@ def env_available(name: str) -> str:
 
 
 def _alfworld_data_found() -> bool:
-    """Whether the folder AlfWorldEnv reads without data_dir ($ALFWORLD_DATA, else ALFWorld's
-    ~/.cache/alfworld) holds ALFWorld's json_2.1.1 games."""
-    import os
+    """Whether the folder AlfWorldEnv reads without data_dir holds ALFWorld's json_2.1.1 games."""
+    from empg.envs.alfworld import _data_root, default_data_dir
 
-    root = Path(os.environ.get("ALFWORLD_DATA") or "~/.cache/alfworld").expanduser()
-    return (root / "json_2.1.1").is_dir() or (root.name == "json_2.1.1" and root.is_dir())
+    root = _data_root(default_data_dir())
+    return root.name == "json_2.1.1" and root.is_dir()
 
 
 def _configure_envs(p: argparse.ArgumentParser) -> None:

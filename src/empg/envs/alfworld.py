@@ -53,7 +53,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from empg.envs.core import TextEnv
+from empg.envs.core import TextEnv, name_list
 from empg.envs.textworld import ENGINE_LOCK
 from empg.errors import ConfigError, InputError
 from empg.files import atomic_write_text
@@ -113,6 +113,13 @@ def task_description(traj_data: dict[str, Any]) -> str:
         toggle=str(params.get("toggle_target", "")).lower(),
         mrecep=str(params.get("mrecep_target", "")).lower(),
     )
+
+
+def default_data_dir() -> Path:
+    """Where ALFWorld itself reads its games: ``$ALFWORLD_DATA`` (which importing alfworld sets
+    to its default when the user has not) or ``~/.cache/alfworld``, where alfworld-download
+    writes them."""
+    return Path(os.environ.get("ALFWORLD_DATA") or "~/.cache/alfworld").expanduser()
 
 
 def _data_root(data_dir: Path) -> Path:
@@ -246,13 +253,8 @@ class AlfWorldEnv(TextEnv):
         super().__init__()
         self._alf = _import_alfworld()
         if data_dir is None and game_files is None:
-            # as ALFWorld itself: $ALFWORLD_DATA, which importing alfworld sets to its default
-            # (~/.cache/alfworld, where alfworld-download writes) when the user has not
-            data_dir = os.environ.get("ALFWORLD_DATA") or "~/.cache/alfworld"
-        if isinstance(task_types, str):  # one type, not a sequence of its characters
-            task_types = [task_types]
-        elif task_types is not None:
-            task_types = list(task_types)  # a generator is read once, here
+            data_dir = default_data_dir()
+        task_types = name_list(task_types)
         if expert not in EXPERTS:
             raise ConfigError(f"expert must be one of {EXPERTS}, got {expert!r}")
         if not isinstance(max_steps, int) or max_steps < 1:

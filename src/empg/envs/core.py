@@ -122,6 +122,19 @@ class TextEnv(abc.ABC):
 ENVIRONMENTS: Registry[Callable[..., TextEnv]] = Registry("environment")
 
 
+def name_list(value: Any) -> list[str] | None:
+    """A constructor's list-of-names argument (``task_types``) in one form: None stays None, one
+    name is a list of it (not of its characters), a set is sorted (its order differs between
+    processes), anything else iterable, a generator too, is read once into a list."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, set | frozenset):
+        return sorted(value)
+    return list(value)
+
+
 def register(name: str, factory: Callable[..., TextEnv] | None = None, *, overwrite: bool = False):
     """Register an environment factory under ``name`` (usable as a decorator)."""
     deco = ENVIRONMENTS.register(name, overwrite=overwrite)

@@ -104,7 +104,8 @@ def configure_eval(p: argparse.ArgumentParser) -> None:
 
 
 def run_eval(args: argparse.Namespace) -> int:
-    from empg.errors import CheckpointError, ConfigError
+    from empg.errors import ConfigError
+    from empg.train.checkpoint import load_trainer_state
     from empg.train.config import config_from_data, load_config
     from empg.train.trainer import evaluate_model, saved_config
 
@@ -128,14 +129,8 @@ def run_eval(args: argparse.Namespace) -> int:
                 f"[empg] warning: no run config at {run_dir / 'config.json'}; evaluating with "
                 "the defaults and the overrides given"
             )
-        state = ckpt / "trainer_state.json"
-        if state.exists():
-            try:
-                iteration = int(json.loads(state.read_text())["iteration"])
-            except (OSError, ValueError, KeyError, TypeError) as e:
-                raise CheckpointError(
-                    f"--checkpoint {args.checkpoint}: cannot read {state}: {e}"
-                ) from e
+        if (ckpt / "trainer_state.json").exists():
+            iteration = int(load_trainer_state(ckpt)["iteration"])
     if cfg is None:
         cfg = load_config(args.config, args.overrides)
     # progress on stderr, so stdout stays one JSON object

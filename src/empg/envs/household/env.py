@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from empg.envs.core import TextEnv
+from empg.envs.core import TextEnv, name_list
 from empg.envs.household import text
 from empg.envs.household.catalog import TASK_TYPES
 from empg.envs.household.engine import HouseholdState
@@ -43,20 +43,15 @@ class HouseholdEnv(TextEnv):
         task's lamp instead of taking its place from the true state; the game is the same."""
         super().__init__()
         self.split = check_split(split)
-        if isinstance(task_types, str):  # one type, not a sequence of its characters
-            task_types = [task_types]
-        elif isinstance(task_types, set | frozenset):  # its order differs between processes
-            task_types = sorted(task_types)
-        elif task_types is not None:
-            task_types = list(task_types)  # a generator is read once, here
+        task_types = name_list(task_types)  # a name, a set (sorted) or a generator too
         if task_types is not None:
             bad = [t for t in task_types if t not in TASK_TYPES]
             if bad or not task_types:
                 raise ValueError(
                     f"task_types must be a non-empty list drawn from {', '.join(TASK_TYPES)}; "
-                    f"got {list(task_types)!r}"
+                    f"got {task_types!r}"
                 )
-        self.task_types = None if task_types is None else list(task_types)
+        self.task_types = task_types
         if not isinstance(max_steps, int) or isinstance(max_steps, bool) or max_steps < 1:
             raise ValueError(f"max_steps must be a positive int, got {max_steps!r}")
         self.max_steps = max_steps
